@@ -1,0 +1,345 @@
+"""Atomic imports of prompts, ready-made pairs and existing preference data.
+
+Every row is validated before anything is written: one bad row and nothing is imported, and
+the error lists every bad row (up to a cap) with its line number and what is wrong.
+
+Accepted layouts (JSONL: one object per line; CSV: a header row):
+- prompts:     {"prompt": str} or {"messages": [{"role", "content"}, ...]}; optional "source",
+               "metadata". CSV columns: prompt[, source].
+- pairs:       a prompt as above plus "response_a", "response_b"; optional "model_a", "model_b".
+               CSV columns: prompt, response_a, response_b[, model_a, model_b].
+- preferences: "prompt", "chosen", "rejected", each a string, or the conversational layout
+               (prompt a list of messages, chosen/rejected lists ending in the assistant turn;
+               with no prompt, the shared leading turns of chosen and rejected are the prompt).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from labeling.models import (
+    Choice,
+    Comparison,
+    Completion,
+    Project,
+    Prompt,
+    Round,
+    Side,
+    Vote,
+)
+
+
+class ImportKind:
+    PROMPTS = "prompts"
+    PAIRS = "pairs"
+    PREFERENCES = "preferences"
+    ALL = (PROMPTS, PAIRS, PREFERENCES)
+
+
+CHAT_ROLES = {"system", "user", "assistant"}
+MAX_REPORTED_ERRORS = 50
+
+
+class ImportFailed(Exception):
+    """Raised with every problem found; nothing was imported."""
+
+    def __init__(self, errors: list[str], total_errors: int | None = None) -> None:
+        self.errors = errors
+        self.total_errors = total_errors if total_errors is not None else len(errors)
+        shown = "; ".join(errors[:5])
+        more = f" (and {self.total_errors - 5} more)" if self.total_errors > 5 else ""
+        super().__init__(f"Nothing was imported: {shown}{more}")
+
+
+class RowError(ValueError):
+    pass
+
+
+@dataclass
+class ParsedRow:
+    line: int
+    text: str = ""
+    messages: list[dict[str, str]] | None = None
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    response_a: str = ""
+    response_b: str = ""
+    model_a: str = ""
+    model_b: str = ""
+    chosen_is_a: bool = False
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    kind: str
+    prompts: int
+    comparisons: int
+    votes: int
+    round_number: int | None
+
+    def summary(self) -> str:
+        parts = [f"{self.prompts} prompts"]
+        if self.comparisons:
+            parts.append(f"{self.comparisons} comparisons in round {self.round_number}")
+        if self.votes:
+            parts.append(f"{self.votes} preference votes")
+        return "Imported " + ", ".join(parts) + "."
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ImportFailed(
+            [f"line {line}: the file is not valid UTF-8 (bad byte at offset {exc.start})"]
+        ) from None
+
+
+def _records(text: str, file_format: str) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, record) pairs; a record that does not parse is yielded as RowError."""
+    if file_format == "jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, RowError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        return
+    for record in reader:
+        # DictReader puts surplus cells under the None key: a row with more cells than headers.
+        if None in record:
+            yield reader.line_num, RowError("more cells than the header has columns")
+            continue
+        yield reader.line_num, {key.strip(): value for key, value in record.items() if key}
+
+
+def _text(record: dict[str, Any], key: str, *, required: bool = True) -> str:
+    if key not in record or record[key] is None:
+        if required:
+            raise RowError(f"missing field {key!r}")
+        return ""
+    value = record[key]
+    if not isinstance(value, str):
+        raise RowError(f"field {key!r} must be a string, not {type(value).__name__}")
+    if required and not value.strip():
+        raise RowError(f"field {key!r} is empty")
+    return value
+
+
+def _messages(value: Any, key: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise RowError(f"field {key!r} must be a non-empty list of messages")
+    messages = []
+    for index, message in enumerate(value):
+        if not isinstance(message, dict) or not {"role", "content"} <= message.keys():
+            raise RowError(f"{key}[{index}] must be an object with 'role' and 'content'")
+        role, content = message["role"], message["content"]
+        if role not in CHAT_ROLES:
+            raise RowError(f"{key}[{index}] has role {role!r}; use system, user or assistant")
+        if not isinstance(content, str) or not content.strip():
+            raise RowError(f"{key}[{index}] has empty or non-string content")
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def _prompt_fields(record: dict[str, Any], row: ParsedRow) -> None:
+    if "messages" in record and record["messages"] not in (None, ""):
+        messages = _messages(record["messages"], "messages")
+        if messages[-1]["role"] != "user":
+            raise RowError("a chat prompt must end with a user message")
+        row.messages = messages
+    elif isinstance(record.get("prompt"), list):
+        row.messages = _messages(record["prompt"], "prompt")
+    else:
+        row.text = _text(record, "prompt")
+
+
+def _response(value: Any, key: str) -> str:
+    """A response is a string, or a conversational list whose last turn is the assistant's."""
+    if isinstance(value, list):
+        messages = _messages(value, key)
+        if messages[-1]["role"] != "assistant":
+            raise RowError(f"field {key!r} must end with an assistant message")
+        return messages[-1]["content"]
+    if value is None:
+        raise RowError(f"missing field {key!r}")
+    if not isinstance(value, str):
+        raise RowError(f"field {key!r} must be a string or a list of messages")
+    if not value.strip():
+        raise RowError(f"field {key!r} is empty")
+    return value
+
+
+def _parse_preference(record: dict[str, Any], row: ParsedRow) -> None:
+    for key in ("chosen", "rejected"):
+        if key not in record:
+            raise RowError(f"missing field {key!r}")
+    chosen, rejected = record["chosen"], record["rejected"]
+    if "prompt" not in record and isinstance(chosen, list) and isinstance(rejected, list):
+        # Implicit prompt: the conversation turns that chosen and rejected share.
+        shared = 0
+        while (
+            shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]
+        ):
+            shared += 1
+        if shared == 0:
+            raise RowError("no 'prompt' and chosen/rejected share no leading turns")
+        row.messages = _messages(chosen[:shared], "chosen")
+        chosen, rejected = chosen[shared:], rejected[shared:]
+    else:
+        _prompt_fields(record, row)
+    row.response_a = _response(chosen, "chosen")
+    row.response_b = _response(rejected, "rejected")
+    row.chosen_is_a = True
+
+
+def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
+    if isinstance(record, RowError):
+        raise record
+    if not isinstance(record, dict):
+        raise RowError(f"expected a JSON object, got {type(record).__name__}")
+    row = ParsedRow(line=line)
+    if kind == ImportKind.PREFERENCES:
+        _parse_preference(record, row)
+    else:
+        _prompt_fields(record, row)
+    if kind == ImportKind.PAIRS:
+        row.response_a = _text(record, "response_a")
+        row.response_b = _text(record, "response_b")
+        row.model_a = _text(record, "model_a", required=False)
+        row.model_b = _text(record, "model_b", required=False)
+    if kind != ImportKind.PROMPTS and row.response_a.strip() == row.response_b.strip():
+        raise RowError("the two responses are identical")
+    row.source = _text(record, "source", required=False)
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise RowError("field 'metadata' must be an object")
+    row.metadata = metadata
+    return row
+
+
+def parse_import(data: bytes, kind: str, file_format: str) -> list[ParsedRow]:
+    """Validate a whole file; raise ImportFailed naming every bad row (up to a cap)."""
+    if kind not in ImportKind.ALL:
+        raise ImportFailed([f"unknown import kind {kind!r}; use {', '.join(ImportKind.ALL)}"])
+    if file_format not in ("jsonl", "csv"):
+        raise ImportFailed([f"unknown file format {file_format!r}; use jsonl or csv"])
+    limit = settings.PREFLAB_IMPORT_MAX_BYTES
+    if len(data) > limit:
+        raise ImportFailed(
+            [f"the file is {len(data):,} bytes; the limit is {limit:,} bytes (split it up)"]
+        )
+    text = _decode(data)
+    rows: list[ParsedRow] = []
+    errors: list[str] = []
+    error_count = 0
+    max_rows = settings.PREFLAB_IMPORT_MAX_ROWS
+    for line, record in _records(text, file_format):
+        if len(rows) + error_count >= max_rows:
+            raise ImportFailed([f"the file has more than {max_rows:,} rows (split it up)"])
+        try:
+            rows.append(_parse_row(kind, record, line))
+        except RowError as exc:
+            error_count += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"line {line}: {exc}")
+    if error_count:
+        raise ImportFailed(errors, error_count)
+    if not rows:
+        raise ImportFailed(["the file holds no rows"])
+    return rows
+
+
+def _next_round(project: Project, source: str) -> Round:
+    latest = project.rounds.aggregate(latest=Max("number"))["latest"] or 0
+    return Round.objects.create(project=project, number=latest + 1, source=source)
+
+
+def import_rows(project: Project, rows: list[ParsedRow], kind: str, source: str) -> ImportResult:
+    """Write validated rows in one transaction. Pairs and preferences open a new round."""
+    with transaction.atomic():
+        prompts = Prompt.objects.bulk_create(
+            [
+                Prompt(
+                    project=project,
+                    text=row.text,
+                    messages=row.messages,
+                    source=row.source or source,
+                    metadata={**row.metadata, "import_line": row.line},
+                )
+                for row in rows
+            ],
+            batch_size=1000,
+        )
+        if kind == ImportKind.PROMPTS:
+            return ImportResult(kind, len(prompts), 0, 0, None)
+        round_ = _next_round(project, source)
+        completions = Completion.objects.bulk_create(
+            [
+                Completion(prompt=prompt, text=text, model_name=model)
+                for prompt, row in zip(prompts, rows, strict=True)
+                for text, model in ((row.response_a, row.model_a), (row.response_b, row.model_b))
+            ],
+            batch_size=1000,
+        )
+        imported_votes = kind == ImportKind.PREFERENCES
+        comparisons = Comparison.objects.bulk_create(
+            [
+                Comparison(
+                    project=project,
+                    round=round_,
+                    prompt=prompt,
+                    completion_a=completions[2 * index],
+                    completion_b=completions[2 * index + 1],
+                    votes_target=1 if imported_votes else project.overlap,
+                    vote_count=1 if imported_votes else 0,
+                )
+                for index, prompt in enumerate(prompts)
+            ],
+            batch_size=1000,
+        )
+        votes = []
+        if imported_votes:
+            votes = Vote.objects.bulk_create(
+                [
+                    Vote(
+                        comparison=comparison,
+                        choice=Choice.A,
+                        chosen=comparison.completion_a,
+                        rejected=comparison.completion_b,
+                        left_side=Side.A,
+                        imported_from=source,
+                    )
+                    for comparison in comparisons
+                ],
+                batch_size=1000,
+            )
+    return ImportResult(kind, len(prompts), len(comparisons), len(votes), round_.number)
+
+
+def guess_format(filename: str) -> str:
+    lowered = filename.lower()
+    if lowered.endswith(".csv"):
+        return "csv"
+    if lowered.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    raise ImportFailed([f"cannot tell the format of {filename!r}; name it .jsonl or .csv"])
+
+
+def import_file(project: Project, data: bytes, filename: str, kind: str) -> ImportResult:
+    rows = parse_import(data, kind, guess_format(filename))
+    return import_rows(project, rows, kind, source=f"import:{filename}")

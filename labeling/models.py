@@ -1,0 +1,273 @@
+"""The labeling data model: projects, their members, prompts, completions, comparisons, votes.
+
+A decisive vote stores the chosen and the rejected completion, which is the preference triple
+(x, y_w, y_l) that snapshots export and DPO trains on.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+    ADMIN = "admin", "Admin"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    overlap = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text="Votes each comparison needs from distinct annotators.",
+    )
+    base_model = models.CharField(
+        max_length=500, blank=True, help_text="A local path or hub id of the starting model."
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")
+        ]
+        ordering = ["project", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in (Role.ADMIN, Role.REVIEWER)
+
+
+class RoundStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class Round(models.Model):
+    """A project's k-th batch of comparisons: imported pairs, or samples of one checkpoint."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
+    number = models.PositiveIntegerField()
+    source = models.CharField(
+        max_length=500, blank=True, help_text="What produced the pairs: an import or a checkpoint."
+    )
+    status = models.CharField(max_length=16, choices=RoundStatus.choices, default=RoundStatus.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="round_number_per_project")
+        ]
+        ordering = ["project", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.project} round {self.number}"
+
+
+class Prompt(models.Model):
+    """The x of a triple: plain text, or a chat given as a list of {role, content} messages."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField(blank=True)
+    messages = models.JSONField(null=True, blank=True)
+    source = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(text="") | Q(messages__isnull=False), name="prompt_has_content"
+            )
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.preview
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+    @property
+    def preview(self) -> str:
+        if self.messages:
+            content = str(self.messages[-1].get("content", ""))
+        else:
+            content = self.text
+        return content[:80] + ("…" if len(content) > 80 else "")
+
+
+class Completion(models.Model):
+    """One response y to a prompt, and what wrote it."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    text = models.TextField()
+    model_name = models.CharField(max_length=500, blank=True)
+    generation_params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_name or 'unknown model'}: {self.text[:60]}"
+
+
+class Choice(models.TextChoices):
+    A = "A", "A is better"
+    B = "B", "B is better"
+    TIE = "tie", "Tie"
+    BOTH_BAD = "both_bad", "Both bad"
+
+
+DECISIVE_CHOICES = (Choice.A, Choice.B)
+
+
+class Strength(models.TextChoices):
+    SLIGHT = "slight", "Slightly"
+    CLEAR = "clear", "Clearly"
+    STRONG = "strong", "Strongly"
+
+
+class Side(models.TextChoices):
+    A = "A", "A"
+    B = "B", "B"
+
+
+class Comparison(models.Model):
+    """The unit of annotation work: a prompt and two of its completions.
+
+    The lease columns reserve the comparison for one annotator at a time; an expired lease is
+    free for anyone, so abandoned work returns to the pool without a sweeper.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
+    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    completion_a = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    completion_b = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    votes_target = models.PositiveSmallIntegerField(help_text="Votes this comparison needs.")
+    vote_count = models.PositiveSmallIntegerField(default=0)
+    is_gold = models.BooleanField(default=False)
+    gold_choice = models.CharField(max_length=16, choices=Choice.choices, blank=True)
+    leased_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="leased_comparisons",
+    )
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(vote_count__lte=F("votes_target")), name="never_over_voted"
+            ),
+            models.CheckConstraint(
+                condition=~Q(completion_a=F("completion_b")), name="two_distinct_completions"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "vote_count"], name="comparison_open_idx")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Comparison {self.pk} ({self.vote_count}/{self.votes_target})"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.vote_count >= self.votes_target
+
+    def completion_on(self, side: str) -> Completion:
+        return self.completion_a if side == Side.A else self.completion_b
+
+
+class Vote(models.Model):
+    """One judgment of one comparison. A decisive vote names chosen and rejected completions."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="votes")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="votes",
+        help_text="Empty for preferences imported from an existing data set.",
+    )
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    strength = models.CharField(max_length=16, choices=Strength.choices, blank=True)
+    rationale = models.TextField(blank=True)
+    chosen = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejected = models.ForeignKey(
+        Completion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    left_side = models.CharField(
+        max_length=1, choices=Side.choices, help_text="Which completion the annotator saw left."
+    )
+    time_taken_ms = models.PositiveIntegerField(null=True, blank=True)
+    imported_from = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparison", "annotator"], name="one_vote_per_annotator"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(choice__in=DECISIVE_CHOICES, chosen__isnull=False, rejected__isnull=False)
+                    | (
+                        ~Q(choice__in=DECISIVE_CHOICES)
+                        & Q(chosen__isnull=True, rejected__isnull=True, strength="")
+                    )
+                ),
+                name="decisive_vote_names_triple",
+            ),
+            models.CheckConstraint(
+                condition=Q(annotator__isnull=False) | ~Q(imported_from=""),
+                name="vote_has_author_or_source",
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "created_at"], name="vote_by_annotator_idx")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Vote {self.pk}: {self.choice} on comparison {self.comparison_id}"
+
+    @property
+    def is_decisive(self) -> bool:
+        return self.choice in DECISIVE_CHOICES

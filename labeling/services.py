@@ -1,0 +1,302 @@
+"""Domain operations on labeling data: leasing work, casting and undoing votes, membership."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.utils import timezone
+
+from labeling.models import (
+    DECISIVE_CHOICES,
+    Choice,
+    Comparison,
+    Membership,
+    Project,
+    Role,
+    Side,
+    Strength,
+    Vote,
+)
+
+logger = logging.getLogger(__name__)
+
+# How many free candidates one lease attempt looks at before giving up on this pass; losing a
+# race for all of them just means another pass.
+_LEASE_CANDIDATES = 8
+
+
+class VoteRejected(Exception):
+    """The vote cannot be recorded; the message is shown to the annotator."""
+
+
+def left_side_for(user_id: int, comparison_id: int) -> str:
+    """Which completion an annotator sees on the left, fixed per (annotator, comparison).
+
+    Keyed with SECRET_KEY so annotators cannot predict it; stable so a reload shows the same
+    layout, and recorded on the vote so position bias can be measured.
+    """
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"{user_id}:{comparison_id}".encode(), hashlib.sha256
+    ).digest()
+    return Side.A if digest[0] % 2 == 0 else Side.B
+
+
+def _free_for(user: AbstractBaseUser, now: object) -> Q:
+    return Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(leased_to=user)
+
+
+def _open_for(user: AbstractBaseUser, project: Project) -> QuerySet[Comparison]:
+    return (
+        Comparison.objects.filter(project=project, vote_count__lt=F("votes_target"))
+        .exclude(votes__annotator=user)
+    )
+
+
+def lease_next_comparison(user: AbstractBaseUser, project: Project) -> Comparison | None:
+    """Reserve the annotator's next comparison, or return None when nothing is left for them.
+
+    A comparison qualifies when it still needs votes, this annotator has not voted on it, and
+    no one else holds a live lease on it. An annotator who already holds a live lease gets the
+    same comparison back (a reload must not skip work).
+
+    Races: on PostgreSQL candidate rows are read FOR UPDATE SKIP LOCKED, so concurrent
+    annotators never wait on each other's rows; on every database the claim itself is a
+    conditional UPDATE, so of two annotators racing for one row exactly one wins.
+    """
+    now = timezone.now()
+    held = (
+        _open_for(user, project)
+        .filter(leased_to=user, lease_expires_at__gt=now)
+        .select_related("prompt", "completion_a", "completion_b")
+        .first()
+    )
+    if held is not None:
+        return held
+    expires = now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
+    while True:
+        with transaction.atomic():
+            candidates = list(
+                _open_for(user, project)
+                .filter(_free_for(user, now))
+                .select_for_update(skip_locked=True)
+                .order_by("-vote_count", "id")
+                .values_list("id", flat=True)[:_LEASE_CANDIDATES]
+            )
+            if not candidates:
+                return None
+            for comparison_id in candidates:
+                claimed = (
+                    Comparison.objects.filter(
+                        id=comparison_id, vote_count__lt=F("votes_target")
+                    )
+                    .filter(_free_for(user, now))
+                    .update(leased_to=user, leased_at=now, lease_expires_at=expires)
+                )
+                if claimed:
+                    return Comparison.objects.select_related(
+                        "prompt", "completion_a", "completion_b"
+                    ).get(id=comparison_id)
+
+
+@dataclass(frozen=True)
+class VoteInput:
+    choice: str
+    strength: str = ""
+    rationale: str = ""
+
+
+def cast_vote(
+    user: AbstractBaseUser, project: Project, comparison_id: int, vote: VoteInput
+) -> Vote:
+    """Record one annotator's vote on a comparison they hold, and release the lease.
+
+    The vote counter moves with a conditional UPDATE inside the same transaction as the insert,
+    so a comparison can never collect more votes than it needs, and the (comparison, annotator)
+    unique constraint refuses a second vote from the same person.
+    """
+    if vote.choice not in Choice.values:
+        raise VoteRejected(f"Unknown choice {vote.choice!r}.")
+    decisive = vote.choice in DECISIVE_CHOICES
+    if decisive and vote.strength not in Strength.values:
+        raise VoteRejected("A decisive vote needs a strength: slight, clear or strong.")
+    now = timezone.now()
+    with transaction.atomic():
+        comparison = (
+            Comparison.objects.select_for_update()
+            .filter(project=project, id=comparison_id)
+            .first()
+        )
+        if comparison is None:
+            raise VoteRejected("This comparison does not exist in this project.")
+        if Vote.objects.filter(comparison=comparison, annotator=user).exists():
+            raise VoteRejected("You have already voted on this comparison.")
+        held_by_someone_else = (
+            comparison.leased_to_id not in (None, user.pk)
+            and comparison.lease_expires_at is not None
+            and comparison.lease_expires_at > now
+        )
+        if held_by_someone_else:
+            raise VoteRejected(
+                "Your reservation of this comparison expired and another annotator took it."
+            )
+        counted = Comparison.objects.filter(
+            id=comparison.id, vote_count__lt=F("votes_target")
+        ).update(
+            vote_count=F("vote_count") + 1,
+            leased_to=None,
+            leased_at=None,
+            lease_expires_at=None,
+        )
+        if not counted:
+            raise VoteRejected("This comparison already has all the votes it needs.")
+        chosen = rejected = None
+        if decisive:
+            loser = Side.B if vote.choice == Choice.A else Side.A
+            chosen = comparison.completion_on(vote.choice)
+            rejected = comparison.completion_on(loser)
+        started = comparison.leased_at if comparison.leased_to_id == user.pk else None
+        try:
+            with transaction.atomic():
+                created = Vote.objects.create(
+                    comparison=comparison,
+                    annotator=user,
+                    choice=vote.choice,
+                    strength=vote.strength if decisive else "",
+                    rationale=vote.rationale.strip(),
+                    chosen=chosen,
+                    rejected=rejected,
+                    left_side=left_side_for(user.pk, comparison.id),
+                    time_taken_ms=int((now - started).total_seconds() * 1000) if started else None,
+                )
+        except IntegrityError:
+            raise VoteRejected("You have already voted on this comparison.") from None
+    logger.info("vote %s by user %s on comparison %s", created.pk, user.pk, comparison.id)
+    return created
+
+
+def get_undoable_vote(user: AbstractBaseUser, project: Project) -> Vote | None:
+    """The annotator's latest vote in this project if it is still inside the undo window."""
+    cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
+    return (
+        Vote.objects.filter(annotator=user, comparison__project=project, created_at__gt=cutoff)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def undo_last_vote(user: AbstractBaseUser, project: Project) -> Comparison:
+    """Delete the annotator's latest vote (inside the undo window) and hand its comparison back.
+
+    The comparison is leased to the annotator again unless someone else took it meanwhile.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        vote = get_undoable_vote(user, project)
+        if vote is None:
+            raise VoteRejected("There is no recent vote to undo.")
+        comparison = Comparison.objects.select_for_update().get(id=vote.comparison_id)
+        vote.delete()
+        Comparison.objects.filter(id=comparison.id).update(vote_count=F("vote_count") - 1)
+        Comparison.objects.filter(id=comparison.id).filter(_free_for(user, now)).update(
+            leased_to=user,
+            leased_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS),
+        )
+    comparison.refresh_from_db()
+    logger.info("user %s undid vote on comparison %s", user.pk, comparison.id)
+    return comparison
+
+
+def release_lease(user: AbstractBaseUser, comparison: Comparison) -> None:
+    Comparison.objects.filter(id=comparison.id, leased_to=user).update(
+        leased_to=None, leased_at=None, lease_expires_at=None
+    )
+
+
+def get_membership(user: AbstractBaseUser, project_id: int) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return (
+        Membership.objects.select_related("project")
+        .filter(user=user, project_id=project_id)
+        .first()
+    )
+
+
+def add_member(project: Project, user: AbstractBaseUser, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+    with transaction.atomic():
+        membership, _ = Membership.objects.update_or_create(
+            project=project, user=user, defaults={"role": role}
+        )
+    return membership
+
+
+@dataclass(frozen=True)
+class AnnotatorProgress:
+    voted: int
+    remaining: int
+
+
+def get_annotator_progress(user: AbstractBaseUser, project: Project) -> AnnotatorProgress:
+    voted = Vote.objects.filter(annotator=user, comparison__project=project).count()
+    remaining = _open_for(user, project).count()
+    return AnnotatorProgress(voted=voted, remaining=remaining)
+
+
+@dataclass(frozen=True)
+class ProjectStats:
+    prompts: int
+    comparisons: int
+    comparisons_done: int
+    votes: int
+    decisive_votes: int
+    votes_needed: int
+    per_annotator: list[dict[str, object]]
+
+    @property
+    def percent_done(self) -> int:
+        return round(100 * self.comparisons_done / self.comparisons) if self.comparisons else 0
+
+
+def get_project_stats(project: Project) -> ProjectStats:
+    comparison_totals = Comparison.objects.filter(project=project).aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(vote_count__gte=F("votes_target"))),
+    )
+    votes = Vote.objects.filter(comparison__project=project)
+    needed = (
+        Comparison.objects.filter(project=project).aggregate(
+            needed=Sum(F("votes_target") - F("vote_count"))
+        )["needed"]
+        or 0
+    )
+    per_annotator = list(
+        votes.filter(annotator__isnull=False)
+        .values("annotator__username")
+        .annotate(
+            votes=Count("id"),
+            decisive=Count("id", filter=Q(choice__in=DECISIVE_CHOICES)),
+            ties=Count("id", filter=Q(choice=Choice.TIE)),
+            both_bad=Count("id", filter=Q(choice=Choice.BOTH_BAD)),
+        )
+        .order_by("-votes", "annotator__username")
+    )
+    return ProjectStats(
+        prompts=project.prompts.count(),
+        comparisons=comparison_totals["total"],
+        comparisons_done=comparison_totals["done"],
+        votes=votes.count(),
+        decisive_votes=votes.filter(choice__in=DECISIVE_CHOICES).count(),
+        votes_needed=needed,
+        per_annotator=per_annotator,
+    )

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from labeling import views
+
+app_name = "labeling"
+
+urlpatterns = [
+    path("", views.project_list, name="project_list"),
+    path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
+    path("projects/<int:project_id>/vote/", views.vote, name="vote"),
+    path("projects/<int:project_id>/undo/", views.undo, name="undo"),
+    path("projects/<int:project_id>/import/", views.import_data, name="import"),
+    path("projects/<int:project_id>/members/", views.add_member, name="add_member"),
+    path("highlight.css", views.highlight_stylesheet, name="highlight_css"),
+]

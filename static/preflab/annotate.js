@@ -1,0 +1,77 @@
+// Keyboard shortcuts for the annotation workbench. Listeners sit on the document so they keep
+// working after htmx swaps the workbench for the next comparison.
+(function () {
+  "use strict";
+
+  function typingInField(target) {
+    return target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) &&
+        !(target instanceof HTMLInputElement && target.type === "radio"));
+  }
+
+  function voteForm() { return document.getElementById("vote-form"); }
+
+  document.addEventListener("click", function (event) {
+    if (event.target instanceof Element && event.target.closest("[data-open-guidelines]")) {
+      document.getElementById("guidelines").showModal();
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.altKey || event.metaKey) { return; }
+    const form = voteForm();
+    if (event.target instanceof HTMLTextAreaElement) {
+      if (event.key === "Enter" && event.ctrlKey && form) {
+        event.preventDefault();
+        form.requestSubmit();
+      } else if (event.key === "Escape") {
+        event.target.blur();
+      }
+      return;
+    }
+    if (event.ctrlKey || typingInField(event.target)) { return; }
+    if (document.querySelector("dialog[open]")) { return; }
+    const key = event.key.toLowerCase();
+    if (key === "g" || key === "?") {
+      event.preventDefault();
+      document.getElementById("guidelines").showModal();
+      return;
+    }
+    if (key === "u") {
+      const undo = document.getElementById("undo-form");
+      if (undo) { event.preventDefault(); undo.requestSubmit(); }
+      return;
+    }
+    if (!form) { return; }
+    if (key === "enter") {
+      event.preventDefault();
+      form.requestSubmit();
+      return;
+    }
+    if (key === "r") {
+      event.preventDefault();
+      form.querySelector("textarea").focus();
+      return;
+    }
+    const radio = form.querySelector('input[data-key="' + CSS.escape(key) + '"]');
+    if (radio) {
+      event.preventDefault();
+      radio.checked = true;
+      radio.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+  });
+
+  // Strength only means something for a decisive vote; grey it out otherwise.
+  document.addEventListener("change", function (event) {
+    const form = voteForm();
+    if (!form || !(event.target instanceof HTMLInputElement) || event.target.name !== "choice") { return; }
+    const decisive = event.target.value === "A" || event.target.value === "B";
+    form.querySelector("fieldset.strength").disabled = !decisive;
+  });
+
+  // Never leave a request hanging silently: show the failure inside the workbench.
+  document.addEventListener("htmx:sendError", function () {
+    const line = document.querySelector("#workbench .statusline");
+    if (line) { line.insertAdjacentHTML("beforeend", '<span class="notice error" role="alert">Network error: your vote was not sent. Press Enter to retry.</span>'); }
+  });
+})();

@@ -1,0 +1,271 @@
+"""The DPO objective: data, the reference pass and its cache, and the per-batch loss."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import DPOConfig
+from .data import (
+    PairExample,
+    Tokenization,
+    collate_pairs,
+    file_sha256,
+    micro_batches,
+    read_records,
+    split_eval,
+    tokenize_pairs,
+)
+from .logprobs import SequenceLogps, check_supported
+from .losses import preference_loss
+from .modeling import load_causal_lm, model_identity
+from .trainer import Cancelled, Session
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+
+
+@dataclasses.dataclass
+class _Source:
+    """One input file and its tokenised pairs (the reference cache is per file)."""
+
+    path: str
+    examples: list[PairExample]
+    reference: torch.Tensor | None = None  # [n, 2] float32: chosen, rejected
+
+
+class DPOObjective:
+    command = "train"
+    unit = "pairs"
+
+    def __init__(self, config: DPOConfig) -> None:
+        self.config = config
+        self.train: list[PairExample] = []
+        self.eval: list[PairExample] = []
+        self.truncated = 0
+        self.pad_id = 0
+        self._sources: list[_Source] = []
+        self._split: tuple[list[int], list[int]] = ([], [])
+        self._tokenization: Tokenization | None = None
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def prepare(self, config: DPOConfig, tokenizer: Any) -> None:
+        self.pad_id = tokenizer.pad_token_id
+        self._tokenization = Tokenization(tokenizer, config.max_length, config.max_prompt_length)
+        main = _Source(config.data, tokenize_pairs(read_records(config.data), self._tokenization))
+        self._sources = [main]
+        if config.eval_data:
+            other = _Source(
+                config.eval_data, tokenize_pairs(read_records(config.eval_data), self._tokenization)
+            )
+            self._sources.append(other)
+            self._split = (list(range(len(main.examples))), [])
+        else:
+            self._split = split_eval(len(main.examples), config.eval_fraction, config.seed)
+        self._assemble()
+        self.truncated = sum(e.truncated for s in self._sources for e in s.examples)
+        if self.truncated:
+            logger.warning("%d pairs exceeded max_length and were truncated", self.truncated)
+
+    def _assemble(self) -> None:
+        """(Re)build the train and eval lists, with reference log-probs once known."""
+
+        def with_ref(source: _Source, i: int) -> PairExample:
+            e = source.examples[i]
+            if source.reference is None:
+                return e
+            chosen, rejected = source.reference[i].tolist()
+            return dataclasses.replace(e, ref_chosen=chosen, ref_rejected=rejected)
+
+        main = self._sources[0]
+        train_idx, eval_idx = self._split
+        self.train = [with_ref(main, i) for i in train_idx]
+        if len(self._sources) > 1:
+            other = self._sources[1]
+            self.eval = [with_ref(other, i) for i in range(len(other.examples))]
+        else:
+            self.eval = [with_ref(main, i) for i in eval_idx]
+
+    # -- the reference pass ---------------------------------------------------------------------
+
+    def _cache_file(self, source: _Source, session: Session) -> Path:
+        config = self.config
+        reference = config.reference_model or config.model
+        assert self._tokenization is not None
+        key_material = {
+            "format": CACHE_FORMAT,
+            "data_sha256": file_sha256(source.path),
+            "rows": len(source.examples),
+            "reference": model_identity(reference),
+            "tokenization": self._tokenization.settings(),
+            "precision": session.precision,
+        }
+        key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()
+        return config.cache_path / f"reference-{key[:40]}.safetensors"
+
+    def before_policy(self, session: Session) -> None:
+        """Load cached reference log-probs, or compute them with a separately loaded reference
+        (a distinct reference model, or the starting weights when resuming a full fine-tune)."""
+        config = self.config
+        if config.reference_free:
+            return
+        t0 = time.perf_counter()
+        cached = 0
+        for source in self._sources:
+            path = self._cache_file(source, session)
+            if path.is_file():
+                tensors = load_file(str(path))
+                if tensors["logps"].shape == (len(source.examples), 2):
+                    source.reference = tensors["logps"]
+                    cached += 1
+        separate = config.reference_model is not None or (
+            session.resume_from is not None and not config.lora
+        )
+        if cached < len(self._sources) and separate:
+            reference = load_causal_lm(config.reference_model or config.model,
+                                       config.trust_remote_code)
+            check_supported(reference)
+            reference.to(session.device)
+            self._compute(reference, session)
+            del reference  # the reference is never in memory while the policy trains
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if cached == len(self._sources):
+            session.writer.write(
+                "reference", cached=True, seconds=time.perf_counter() - t0,
+                pairs=sum(len(s.examples) for s in self._sources),
+            )
+            session.timings["reference_seconds"] = time.perf_counter() - t0
+            self._assemble()
+
+    def after_policy(self, session: Session) -> None:
+        """Reference = the policy's starting weights (with LoRA: the adapter disabled)."""
+        if self.config.reference_free or all(s.reference is not None for s in self._sources):
+            return
+        policy = session.policy
+        if self.config.lora:
+            with policy.disable_adapter():
+                self._compute(policy, session)
+        else:
+            self._compute(policy, session)
+
+    def _compute(self, model: Any, session: Session) -> None:
+        config = self.config
+        accelerator = session.accelerator
+        t0 = time.perf_counter()
+        pending = [s for s in self._sources if s.reference is None]
+        if accelerator.is_main_process:
+            wrapper = SequenceLogps(model, config.logprob_chunk_size)
+            was_training = model.training
+            model.eval()
+            for source in pending:
+                source.reference = self._reference_logps(wrapper, source.examples, session)
+                path = self._cache_file(source, session)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                save_file({"logps": source.reference}, str(tmp))
+                tmp.rename(path)
+            model.train(was_training)
+        accelerator.wait_for_everyone()
+        for source in pending:  # the other processes read what the main one wrote
+            source.reference = load_file(str(self._cache_file(source, session)))["logps"]
+        seconds = time.perf_counter() - t0
+        session.timings["reference_seconds"] = seconds
+        session.writer.write(
+            "reference", cached=False, seconds=seconds,
+            pairs=sum(len(s.examples) for s in pending),
+        )
+        self._assemble()
+
+    def _reference_logps(
+        self, wrapper: SequenceLogps, examples: Sequence[PairExample], session: Session
+    ) -> torch.Tensor:
+        out = torch.zeros(len(examples), 2, dtype=torch.float32)
+        lengths = [e.length for e in examples]
+        with torch.no_grad(), session.autocast():
+            for batch in micro_batches(
+                range(len(examples)), lengths, self.config.micro_batch_size
+            ):
+                if session.stop.requested:
+                    session.writer.write("cancelled", step=0, checkpoint=None)
+                    raise Cancelled(0, None)
+                k = len(batch)
+                tensors = session.to_device(collate_pairs([examples[i] for i in batch], self.pad_id))
+                logps, _counts = wrapper(**tensors)
+                logps = logps.float().cpu()
+                out[batch, 0] = logps[:k]
+                out[batch, 1] = logps[k:]
+        return out
+
+    # -- the loss -------------------------------------------------------------------------------
+
+    def denominator(self, examples: Sequence[PairExample]) -> float:
+        return float(len(examples))
+
+    def forward(
+        self,
+        model: torch.nn.Module,
+        examples: Sequence[PairExample],
+        denominator: float,
+        session: Session,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        config = self.config
+        k = len(examples)
+        batch = session.to_device(collate_pairs(examples, self.pad_id))
+        logps, _counts = model(**batch)  # one pass: rows 0..k-1 chosen, k..2k-1 rejected
+        policy_chosen, policy_rejected = logps[:k], logps[k:]
+        if config.reference_free:
+            ref_chosen = ref_rejected = torch.zeros_like(policy_chosen)
+        else:
+            ref = torch.tensor(
+                [[e.ref_chosen, e.ref_rejected] for e in examples], dtype=torch.float32
+            ).to(session.device)
+            ref_chosen, ref_rejected = ref[:, 0], ref[:, 1]
+        losses, chosen_rewards, rejected_rewards = preference_loss(
+            policy_chosen,
+            policy_rejected,
+            ref_chosen,
+            ref_rejected,
+            beta=config.beta,
+            label_smoothing=config.label_smoothing,
+            loss_type=config.loss_type,
+            reference_free=config.reference_free,
+        )
+        stats = {
+            "pairs": torch.tensor(float(k), device=logps.device),
+            "loss": losses.detach().sum(),
+            "correct": (chosen_rewards > rejected_rewards).float().sum(),
+            "margin": (chosen_rewards - rejected_rewards).sum(),
+            "chosen_reward": chosen_rewards.sum(),
+            "rejected_reward": rejected_rewards.sum(),
+            "chosen_logps": policy_chosen.detach().sum(),
+            "rejected_logps": policy_rejected.detach().sum(),
+            "tokens": batch["attention_mask"].sum().float(),
+        }
+        return losses.sum() / denominator, stats
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        n = max(sums.get("pairs", 0.0), 1.0)
+        return {
+            "loss": sums["loss"] / n,
+            "reward_accuracy": sums["correct"] / n,
+            "reward_margin": sums["margin"] / n,
+            "chosen_reward": sums["chosen_reward"] / n,
+            "rejected_reward": sums["rejected_reward"] / n,
+            "chosen_logps": sums["chosen_logps"] / n,
+            "rejected_logps": sums["rejected_logps"] / n,
+            "pairs": sums.get("pairs", 0.0),
+        }

@@ -1,0 +1,103 @@
+"""Loading models and tokenizers safely (safetensors only; no remote code unless configured)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def quiet_transformers() -> None:
+    """No download/loading progress bars from transformers and huggingface_hub in our logs."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def resolve_precision(precision: str) -> str:
+    """``"bf16"`` (autocast over float32 weights) or ``"fp32"``; ``auto`` picks bf16 on a GPU
+    that supports it and fp32 elsewhere (CPU bf16 autocast is slow and gains nothing here)."""
+    if precision == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "fp32"
+    return precision
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        # padding is always masked out, so any id will do; EOS is the usual choice
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.pad_token_id is None:
+        raise ValueError(f"{path}: the tokenizer has neither a pad nor an EOS token")
+    return tokenizer
+
+
+def load_causal_lm(path: str, trust_remote_code: bool = False) -> Any:
+    """A causal LM with float32 weights (the master copy; bf16 happens under autocast).
+
+    A LoRA checkpoint directory (adapter files only) loads as its base model plus the adapter.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=torch.float32,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+    )
+    return model
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def add_lora(model: Any, r: int, alpha: float, dropout: float, targets: tuple[str, ...] | None) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    lora_config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(targets) if targets else "all-linear",
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, lora_config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    logger.info("LoRA adapter with %d trainable parameters", trainable)
+    return peft_model
+
+
+def load_adapter_weights(model: Any, checkpoint: Path) -> None:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(checkpoint / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, weights)
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{checkpoint}: unexpected adapter weights {result.unexpected_keys[:5]}")
+
+
+def model_identity(path: str) -> dict[str, Any]:
+    """What identifies a model's weights, for cache keys: file sizes and modification times of a
+    local directory's weight files, or the hub id."""
+    p = Path(path)
+    if not p.is_dir():
+        return {"hub_id": path}
+    files = sorted(
+        f for f in p.iterdir() if f.suffix in {".safetensors", ".json"} and f.is_file()
+    )
+    return {
+        "path": str(p.resolve()),
+        "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+    }

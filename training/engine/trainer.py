@@ -1,0 +1,518 @@
+"""The training loop shared by DPO (``train``) and SFT (``sft``).
+
+Reads top to bottom: set up, tokenise, (reference pass), load the policy, then for each optimizer
+step split its batch into micro-batches, accumulate gradients normalised by the step's pairs,
+clip, step, and log / evaluate / checkpoint. What differs between DPO and SFT lives in an
+:class:`Objective` (see ``dpo.py`` and ``sft.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import CommonConfig, ConfigError, config_to_dict, save_config
+from .data import epoch_batches, micro_batches, steps_per_epoch
+from .logprobs import SequenceLogps, check_supported
+from .metrics import SCHEMA_VERSION, MetricsWriter
+from .modeling import (
+    add_lora,
+    load_adapter_weights,
+    load_causal_lm,
+    load_tokenizer,
+    quiet_transformers,
+    resolve_precision,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """SIGTERM or SIGINT arrived; raised after the checkpoint (if any) was written."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"cancelled at step {step}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class Objective(Protocol):
+    """What the loop needs from a training objective."""
+
+    command: str  # "train" or "sft"
+    unit: str  # what a batch row is: "pairs" or "examples"
+    train: Sequence[Any]
+    eval: Sequence[Any]
+    truncated: int
+
+    def prepare(self, config: Any, tokenizer: Any) -> None:
+        """Read and tokenise the data (before any model is loaded)."""
+
+    def before_policy(self, session: Session) -> None:
+        """Work that needs a model other than the policy (the DPO reference pass)."""
+
+    def after_policy(self, session: Session) -> None:
+        """Work that needs the freshly loaded policy, before it trains."""
+
+    def denominator(self, examples: Sequence[Any]) -> float:
+        """What a step's summed loss is divided by (pairs for DPO, response tokens for SFT)."""
+
+    def forward(
+        self, model: torch.nn.Module, examples: Sequence[Any], denominator: float, session: Session
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss to back-propagate, detached per-batch sums for the metrics)``."""
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Turn summed statistics into the reported metrics."""
+
+
+@dataclass
+class Session:
+    """Everything a run holds; passed to the objective's hooks."""
+
+    config: CommonConfig
+    accelerator: Any
+    writer: MetricsWriter
+    tokenizer: Any
+    precision: str
+    resume_from: Path | None
+    stop: StopFlag
+    policy: Any = None  # the Hugging Face (or peft) model being trained
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.accelerator.device)
+
+    def autocast(self) -> Any:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+class StopFlag:
+    """Turns SIGTERM and SIGINT into a flag the loop polls between optimizer steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        logger.warning("received signal %d: stopping after the current step", signum)
+        self.requested = True
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def lr_at(step: int, config: CommonConfig, total_steps: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then decay."""
+    peak = config.learning_rate
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "constant":
+        return peak
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    progress = min(1.0, progress)
+    floor = config.min_lr_ratio
+    if config.lr_schedule == "linear":
+        return peak * (floor + (1.0 - floor) * (1.0 - progress))
+    return peak * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def build_optimizer(model: torch.nn.Module, config: CommonConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not on norms and biases)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_epsilon,
+    )
+
+
+def accumulate_gradients(
+    model: torch.nn.Module,
+    objective: Objective,
+    session: Session,
+    step_examples: Sequence[Any],
+    micro: Sequence[Sequence[Any]],
+) -> dict[str, torch.Tensor]:
+    """Forward and backward every micro-batch of one step; returns the summed statistics.
+
+    The loss of each micro-batch is its SUM over examples divided by the whole step's
+    denominator, so the accumulated gradient is that of the step's mean, however the step is
+    cut into micro-batches (and over processes: DDP averages, so we scale by their number).
+    """
+    accelerator = session.accelerator
+    denominator = objective.denominator(step_examples) / accelerator.num_processes
+    sums: dict[str, torch.Tensor] = {}
+    for i, examples in enumerate(micro):
+        last = i == len(micro) - 1
+        sync = nullcontext() if last else accelerator.no_sync(model)
+        with sync:
+            loss, stats = objective.forward(model, examples, denominator, session)
+            accelerator.backward(loss)
+        for key, value in stats.items():
+            sums[key] = sums[key] + value if key in sums else value
+    return sums
+
+
+def evaluate(model: torch.nn.Module, objective: Objective, session: Session) -> dict[str, float]:
+    config = session.config
+    accelerator = session.accelerator
+    lengths = [e.length for e in objective.eval]
+    model.eval()
+    sums: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        positions = list(range(len(objective.eval)))
+        for batch in micro_batches(
+            positions, lengths, config.micro_batch_size, accelerator.process_index,
+            accelerator.num_processes,
+        ):
+            _loss, stats = objective.forward(
+                model, [objective.eval[i] for i in batch], 1.0, session
+            )
+            for key, value in stats.items():
+                sums[key] = sums[key] + value if key in sums else value
+    model.train()
+    return objective.summarize(_reduce(sums, accelerator))
+
+
+def _reduce(sums: dict[str, torch.Tensor], accelerator: Any) -> dict[str, float]:
+    """Sum over processes and bring to the host (a CPU-GPU sync point)."""
+    if not sums:
+        return {}
+    keys = sorted(sums)
+    stacked = torch.stack([sums[k].detach().double().reshape(()) for k in keys])
+    if accelerator.num_processes > 1:
+        stacked = accelerator.reduce(stacked, reduction="sum")
+    return dict(zip(keys, stacked.tolist(), strict=True))
+
+
+def save_checkpoint(
+    session: Session, model: torch.nn.Module, optimizer: Any, step: int, epoch: float
+) -> Path:
+    config = session.config
+    out_dir = Path(config.out_dir)
+    final = ckpt.checkpoint_dir(out_dir, step)
+    accelerator = session.accelerator
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = out_dir / f".{final.name}.tmp"
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        hf_model = accelerator.unwrap_model(model).model
+        hf_model.save_pretrained(tmp, safe_serialization=True)
+        session.tokenizer.save_pretrained(tmp)
+        save_config(config, tmp / "engine_config.json")
+        ckpt.write_trainer_state(
+            tmp, step, optimizer.state_dict(), {"epoch": epoch, "schema_version": SCHEMA_VERSION}
+        )
+        ckpt.finalize(tmp, final)
+        ckpt.prune(out_dir, config.keep_checkpoints, protect=final)
+        session.writer.write("checkpoint", step=step, path=str(final))
+        logger.info("saved %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _save_merged(session: Session, model: torch.nn.Module, final: Path) -> None:
+    """LoRA runs: also write the merged full model under ``<final checkpoint>/merged``."""
+    if not session.config.lora or not session.accelerator.is_main_process:
+        return
+    import copy
+
+    peft_model = session.accelerator.unwrap_model(model).model
+    merged = copy.deepcopy(peft_model).merge_and_unload()
+    merged.save_pretrained(final / "merged", safe_serialization=True)
+    session.tokenizer.save_pretrained(final / "merged")
+
+
+def load_policy(session: Session) -> Any:
+    """The policy in float32, with LoRA and gradient checkpointing if configured; from the
+    resume checkpoint when there is one."""
+    config = session.config
+    resume = session.resume_from
+    start = str(resume) if resume is not None and not config.lora else config.model
+    model = load_causal_lm(start, config.trust_remote_code)
+    check_supported(model)
+    model.config.use_cache = False
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora:
+        model = add_lora(
+            model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules
+        )
+        if resume is not None:
+            load_adapter_weights(model, resume)
+    return model.to(session.device)
+
+
+def run_training(config: CommonConfig, objective: Objective, resume: bool) -> dict[str, Any]:
+    """Train to the end; returns the summary (also written to ``<out_dir>/summary.json``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    quiet_transformers()
+    t_start = time.perf_counter()
+    out_dir = Path(config.out_dir)
+    existing = ckpt.latest_checkpoint(out_dir)
+    if existing is not None and not resume:
+        raise ConfigError(
+            f"{out_dir} already holds checkpoints; pass --resume to continue, or use a new out_dir"
+        )
+    resume_from = existing if resume else None
+    precision = resolve_precision(config.precision)
+    if precision == "bf16" and not torch.cuda.is_available():
+        raise ConfigError("precision 'bf16' needs a CUDA GPU; use 'fp32' or 'auto' on CPU")
+    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    main = accelerator.is_main_process
+    writer = MetricsWriter(config.metrics_path if main else None, append=resume_from is not None)
+    try:
+        with StopFlag() as stop:
+            session = Session(config, accelerator, writer, None, precision, resume_from, stop)
+            return _run(session, objective, t_start)
+    except Cancelled:
+        raise
+    except Exception as exc:
+        writer.write("error", error_type=type(exc).__name__, message=str(exc))
+        raise
+    finally:
+        writer.close()
+        _reset_accelerate()
+
+
+def _run(session: Session, objective: Objective, t_start: float) -> dict[str, Any]:
+    from accelerate.utils import set_seed
+
+    config = session.config
+    accelerator = session.accelerator
+    writer = session.writer
+    set_seed(config.seed)
+    session.tokenizer = load_tokenizer(config.model, config.trust_remote_code)
+    objective.prepare(config, session.tokenizer)
+    n_train = len(objective.train)
+    per_epoch = steps_per_epoch(n_train, config.batch_size)
+    total_steps = config.max_steps or per_epoch * config.epochs
+    start_step = 0
+    optimizer_state: dict[str, Any] | None = None
+    rng_state: dict[str, torch.Tensor] | None = None
+    if session.resume_from is not None:
+        trainer_state, optimizer_state, rng_state = ckpt.read_trainer_state(session.resume_from)
+        start_step = int(trainer_state["step"])
+    writer.write(
+        "start",
+        schema_version=SCHEMA_VERSION,
+        command=objective.command,
+        config=config_to_dict(config),
+        precision=session.precision,
+        processes=accelerator.num_processes,
+        n_train=n_train,
+        n_eval=len(objective.eval),
+        truncated=objective.truncated,
+        steps_per_epoch=per_epoch,
+        total_steps=total_steps,
+        resumed_from=str(session.resume_from) if session.resume_from else None,
+        start_step=start_step,
+    )
+    logger.info(
+        "%s: %d train / %d eval %s, %d truncated, %d steps",
+        objective.command, n_train, len(objective.eval), objective.unit, objective.truncated,
+        total_steps,
+    )
+
+    objective.before_policy(session)
+    session.policy = load_policy(session)
+    objective.after_policy(session)
+    if session.stop.requested:
+        writer.write("cancelled", step=start_step, checkpoint=None)
+        raise Cancelled(start_step, None)
+
+    model = SequenceLogps(session.policy, config.logprob_chunk_size)
+    optimizer = build_optimizer(model, config)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if rng_state is not None:  # last, so that model loading and LoRA init cannot move it
+        ckpt.restore_rng(rng_state)
+        logger.info("resuming from %s at step %d", session.resume_from, start_step)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=total_steps,
+        initial=start_step,
+        unit="step",
+        disable=not (accelerator.is_main_process and sys.stderr.isatty()),
+    )
+    lengths = [e.length for e in objective.train]
+    epoch_cache: dict[int, list[list[int]]] = {}
+    window: dict[str, torch.Tensor] = {}
+    grad_norms: list[torch.Tensor] = []
+    window_time = 0.0
+    train_time = 0.0
+    trained_rows = 0
+    last_train: dict[str, Any] = {}
+    last_eval: dict[str, Any] = {}
+    last_saved: Path | None = None
+    step = start_step
+    while step < total_steps:
+        t0 = time.perf_counter()
+        epoch, index = divmod(step, per_epoch)
+        if epoch not in epoch_cache:
+            epoch_cache = {
+                epoch: epoch_batches(
+                    lengths, config.batch_size, config.seed, epoch, config.length_bucketing
+                )
+            }
+        positions = epoch_cache[epoch][index]
+        step_examples = [objective.train[i] for i in positions]
+        micro = [
+            [objective.train[i] for i in mb]
+            for mb in micro_batches(
+                positions, lengths, config.micro_batch_size, accelerator.process_index,
+                accelerator.num_processes,
+            )
+        ]
+        lr = lr_at(step, config, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sums = accumulate_gradients(model, objective, session, step_examples, micro)
+        if config.max_grad_norm is not None:
+            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        else:
+            grad_norm = accelerator.clip_grad_norm_(params, float("inf"))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        trained_rows += len(step_examples)
+        for key, value in sums.items():
+            window[key] = window[key] + value if key in window else value
+        grad_norms.append(torch.as_tensor(grad_norm).detach().float().reshape(()))
+        bar.update(1)
+
+        is_last = step == total_steps
+        if step % config.log_every == 0 or is_last:
+            stats = _reduce(window, accelerator)  # CPU-GPU sync point
+            window_time += time.perf_counter() - t0
+            train_time += window_time
+            done_here = step - start_step
+            elapsed = time.perf_counter() - t_start
+            eta = train_time / done_here * (total_steps - step) if done_here else None
+            metrics = objective.summarize(stats)
+            metrics["grad_norm"] = float(torch.stack(grad_norms).mean())
+            metrics["learning_rate"] = lr
+            metrics["tokens_per_second"] = stats.get("tokens", 0.0) / max(window_time, 1e-9)
+            metrics[f"{objective.unit}_per_second"] = stats.get(objective.unit, 0.0) / max(
+                window_time, 1e-9
+            )
+            last_train = writer.write(
+                "train",
+                step=step,
+                total_steps=total_steps,
+                epoch=round(step / per_epoch, 4),
+                **metrics,
+                eta_seconds=eta,
+                elapsed_seconds=elapsed,
+            )
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            window, grad_norms, window_time = {}, [], 0.0
+        else:
+            window_time += time.perf_counter() - t0
+
+        if objective.eval and (
+            is_last or (config.eval_every and step % config.eval_every == 0)
+        ):
+            metrics = evaluate(model, objective, session)
+            last_eval = writer.write(
+                "eval", step=step, total_steps=total_steps, epoch=round(step / per_epoch, 4),
+                **metrics,
+            )
+        if is_last or (config.save_every and step % config.save_every == 0):
+            last_saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
+        if session.stop.requested and not is_last:
+            saved = last_saved
+            if saved is None or saved != ckpt.checkpoint_dir(Path(config.out_dir), step):
+                saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
+            writer.write("cancelled", step=step, checkpoint=str(saved))
+            bar.close()
+            raise Cancelled(step, saved)
+    bar.close()
+
+    final = ckpt.checkpoint_dir(Path(config.out_dir), step)
+    if last_saved != final:  # resuming an already finished run
+        final = save_checkpoint(session, model, optimizer, step, step / per_epoch)
+    _save_merged(session, model, final)
+    session.timings["train_seconds"] = train_time
+    reference_seconds = session.timings.get("reference_seconds", 0.0)
+    summary = {
+        "schema_version": SCHEMA_VERSION,
+        "command": objective.command,
+        "status": "succeeded",
+        "steps": step,
+        "total_steps": total_steps,
+        "final_checkpoint": str(final),
+        "n_train": n_train,
+        "n_eval": len(objective.eval),
+        "truncated": objective.truncated,
+        "train": {k: v for k, v in last_train.items() if k not in ("event", "time")},
+        "eval": {k: v for k, v in last_eval.items() if k not in ("event", "time")},
+        "reference_seconds": reference_seconds,
+        "train_seconds": train_time,
+        "total_seconds": time.perf_counter() - t_start,
+        f"train_{objective.unit}_per_second": trained_rows / max(train_time, 1e-9),
+        f"end_to_end_{objective.unit}_per_second": trained_rows
+        / max(train_time + reference_seconds, 1e-9),
+    }
+    if accelerator.is_main_process:
+        import json
+
+        summary_path = Path(config.out_dir) / "summary.json"
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        writer.write("done", step=step, final_checkpoint=str(final), summary=str(summary_path))
+    return summary
+
+
+def _reset_accelerate() -> None:
+    """Let a later run in the same process (tests, benchmark) build a fresh Accelerator."""
+    try:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+    except Exception:  # a private API; failing to reset only matters in-process
+        logger.debug("could not reset accelerate state", exc_info=True)
