@@ -75,6 +75,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A fresh clone has no var/ yet; SQLite cannot create the file's directory itself.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # WAL lets the web server read while a worker writes; the timeout waits out short writes
     # instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(

@@ -192,9 +192,7 @@ def _parse_preference(record: dict[str, Any], row: ParsedRow) -> None:
     if "prompt" not in record and isinstance(chosen, list) and isinstance(rejected, list):
         # Implicit prompt: the conversation turns that chosen and rejected share.
         shared = 0
-        while (
-            shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]
-        ):
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
             shared += 1
         if shared == 0:
             raise RowError("no 'prompt' and chosen/rejected share no leading turns")

@@ -120,10 +120,7 @@ class Prompt(models.Model):
 
     @property
     def preview(self) -> str:
-        if self.messages:
-            content = str(self.messages[-1].get("content", ""))
-        else:
-            content = self.text
+        content = str(self.messages[-1].get("content", "")) if self.messages else self.text
         return content[:80] + ("…" if len(content) > 80 else "")
 
 

@@ -7,9 +7,10 @@ import hmac
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.utils import timezone
@@ -49,18 +50,17 @@ def left_side_for(user_id: int, comparison_id: int) -> str:
     return Side.A if digest[0] % 2 == 0 else Side.B
 
 
-def _free_for(user: AbstractBaseUser, now: object) -> Q:
+def _free_for(user: User, now: object) -> Q:
     return Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(leased_to=user)
 
 
-def _open_for(user: AbstractBaseUser, project: Project) -> QuerySet[Comparison]:
-    return (
-        Comparison.objects.filter(project=project, vote_count__lt=F("votes_target"))
-        .exclude(votes__annotator=user)
+def _open_for(user: User, project: Project) -> QuerySet[Comparison]:
+    return Comparison.objects.filter(project=project, vote_count__lt=F("votes_target")).exclude(
+        votes__annotator=user
     )
 
 
-def lease_next_comparison(user: AbstractBaseUser, project: Project) -> Comparison | None:
+def lease_next_comparison(user: User, project: Project) -> Comparison | None:
     """Reserve the annotator's next comparison, or return None when nothing is left for them.
 
     A comparison qualifies when it still needs votes, this annotator has not voted on it, and
@@ -94,9 +94,7 @@ def lease_next_comparison(user: AbstractBaseUser, project: Project) -> Compariso
                 return None
             for comparison_id in candidates:
                 claimed = (
-                    Comparison.objects.filter(
-                        id=comparison_id, vote_count__lt=F("votes_target")
-                    )
+                    Comparison.objects.filter(id=comparison_id, vote_count__lt=F("votes_target"))
                     .filter(_free_for(user, now))
                     .update(leased_to=user, leased_at=now, lease_expires_at=expires)
                 )
@@ -113,9 +111,7 @@ class VoteInput:
     rationale: str = ""
 
 
-def cast_vote(
-    user: AbstractBaseUser, project: Project, comparison_id: int, vote: VoteInput
-) -> Vote:
+def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput) -> Vote:
     """Record one annotator's vote on a comparison they hold, and release the lease.
 
     The vote counter moves with a conditional UPDATE inside the same transaction as the insert,
@@ -130,9 +126,7 @@ def cast_vote(
     now = timezone.now()
     with transaction.atomic():
         comparison = (
-            Comparison.objects.select_for_update()
-            .filter(project=project, id=comparison_id)
-            .first()
+            Comparison.objects.select_for_update().filter(project=project, id=comparison_id).first()
         )
         if comparison is None:
             raise VoteRejected("This comparison does not exist in this project.")
@@ -182,7 +176,7 @@ def cast_vote(
     return created
 
 
-def get_undoable_vote(user: AbstractBaseUser, project: Project) -> Vote | None:
+def get_undoable_vote(user: User, project: Project) -> Vote | None:
     """The annotator's latest vote in this project if it is still inside the undo window."""
     cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
     return (
@@ -192,7 +186,7 @@ def get_undoable_vote(user: AbstractBaseUser, project: Project) -> Vote | None:
     )
 
 
-def undo_last_vote(user: AbstractBaseUser, project: Project) -> Comparison:
+def undo_last_vote(user: User, project: Project) -> Comparison:
     """Delete the annotator's latest vote (inside the undo window) and hand its comparison back.
 
     The comparison is leased to the annotator again unless someone else took it meanwhile.
@@ -215,13 +209,13 @@ def undo_last_vote(user: AbstractBaseUser, project: Project) -> Comparison:
     return comparison
 
 
-def release_lease(user: AbstractBaseUser, comparison: Comparison) -> None:
+def release_lease(user: User, comparison: Comparison) -> None:
     Comparison.objects.filter(id=comparison.id, leased_to=user).update(
         leased_to=None, leased_at=None, lease_expires_at=None
     )
 
 
-def get_membership(user: AbstractBaseUser, project_id: int) -> Membership | None:
+def get_membership(user: User, project_id: int) -> Membership | None:
     if not user.is_authenticated:
         return None
     return (
@@ -231,7 +225,7 @@ def get_membership(user: AbstractBaseUser, project_id: int) -> Membership | None
     )
 
 
-def add_member(project: Project, user: AbstractBaseUser, role: str) -> Membership:
+def add_member(project: Project, user: User, role: str) -> Membership:
     if role not in Role.values:
         raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
     with transaction.atomic():
@@ -247,7 +241,7 @@ class AnnotatorProgress:
     remaining: int
 
 
-def get_annotator_progress(user: AbstractBaseUser, project: Project) -> AnnotatorProgress:
+def get_annotator_progress(user: User, project: Project) -> AnnotatorProgress:
     voted = Vote.objects.filter(annotator=user, comparison__project=project).count()
     remaining = _open_for(user, project).count()
     return AnnotatorProgress(voted=voted, remaining=remaining)
@@ -261,7 +255,7 @@ class ProjectStats:
     votes: int
     decisive_votes: int
     votes_needed: int
-    per_annotator: list[dict[str, object]]
+    per_annotator: list[dict[str, Any]]
 
     @property
     def percent_done(self) -> int:
@@ -280,8 +274,9 @@ def get_project_stats(project: Project) -> ProjectStats:
         )["needed"]
         or 0
     )
-    per_annotator = list(
-        votes.filter(annotator__isnull=False)
+    per_annotator: list[dict[str, Any]] = [
+        dict(row)
+        for row in votes.filter(annotator__isnull=False)
         .values("annotator__username")
         .annotate(
             votes=Count("id"),
@@ -290,7 +285,7 @@ def get_project_stats(project: Project) -> ProjectStats:
             both_bad=Count("id", filter=Q(choice=Choice.BOTH_BAD)),
         )
         .order_by("-votes", "annotator__username")
-    )
+    ]
     return ProjectStats(
         prompts=project.prompts.count(),
         comparisons=comparison_totals["total"],

@@ -5,14 +5,15 @@ Pages and their htmx fragments share one URL; `request.htmx` picks the fragment.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import cache_control
@@ -25,12 +26,24 @@ from labeling.models import Comparison, Membership, Side
 from labeling.rendering import highlight_css
 
 
+def _user(request: HttpRequest) -> User:
+    # Every caller sits behind login_required, so the user is a real, authenticated User.
+    return cast(User, request.user)
+
+
 def _membership_or_404(request: HttpRequest, project_id: int) -> Membership:
-    membership = services.get_membership(request.user, project_id)  # type: ignore[arg-type]
+    membership = services.get_membership(_user(request), project_id)
     if membership is None:
         # 404, not 403: a user outside a project must not learn that it exists.
         raise Http404("No such project.")
     return membership
+
+
+def _see_other(location: str) -> HttpResponse:
+    """Redirect after a POST so a reload does not resubmit the form."""
+    response = HttpResponse(status=303)
+    response["Location"] = location
+    return response
 
 
 def _render(
@@ -48,13 +61,15 @@ def _render(
 @require_GET
 def project_list(request: HttpRequest) -> HttpResponse:
     memberships = (
-        Membership.objects.filter(user=request.user)
+        Membership.objects.filter(user=_user(request))
         .select_related("project")
         .annotate(
             comparisons=Count("project__comparisons", distinct=True),
             done=Count(
                 "project__comparisons",
-                filter=Q(project__comparisons__vote_count__gte=F("project__comparisons__votes_target")),
+                filter=Q(
+                    project__comparisons__vote_count__gte=F("project__comparisons__votes_target")
+                ),
                 distinct=True,
             ),
         )
@@ -63,7 +78,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
     rows = [
         {
             "membership": membership,
-            "progress": services.get_annotator_progress(request.user, membership.project),  # type: ignore[arg-type]
+            "progress": services.get_annotator_progress(_user(request), membership.project),
         }
         for membership in memberships
     ]
@@ -75,7 +90,7 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
     context: dict[str, Any] = {
         "project": project,
         "membership": membership,
-        "progress": services.get_annotator_progress(request.user, project),  # type: ignore[arg-type]
+        "progress": services.get_annotator_progress(_user(request), project),
     }
     if membership.can_review:
         context["stats"] = services.get_project_stats(project)
@@ -91,7 +106,9 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = _membership_or_404(request, project_id)
-    return render(request, "labeling/project_detail.html", _project_page_context(request, membership))
+    return render(
+        request, "labeling/project_detail.html", _project_page_context(request, membership)
+    )
 
 
 def _workbench_context(
@@ -102,13 +119,13 @@ def _workbench_context(
     notice: str = "",
 ) -> dict[str, Any]:
     project = membership.project
-    user = request.user
+    user = _user(request)
     context: dict[str, Any] = {
         "project": project,
         "membership": membership,
         "comparison": comparison,
-        "progress": services.get_annotator_progress(user, project),  # type: ignore[arg-type]
-        "undoable": services.get_undoable_vote(user, project),  # type: ignore[arg-type]
+        "progress": services.get_annotator_progress(user, project),
+        "undoable": services.get_undoable_vote(user, project),
         "notice": notice,
         "partial": "workbench",
     }
@@ -129,7 +146,7 @@ def _workbench_context(
 @require_GET
 def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = _membership_or_404(request, project_id)
-    comparison = services.lease_next_comparison(request.user, membership.project)  # type: ignore[arg-type]
+    comparison = services.lease_next_comparison(_user(request), membership.project)
     return _render(
         request, "labeling/annotate.html", _workbench_context(request, membership, comparison)
     )
@@ -151,14 +168,14 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
             else None
         )
         if comparison is None:
-            comparison = services.lease_next_comparison(request.user, project)  # type: ignore[arg-type]
+            comparison = services.lease_next_comparison(_user(request), project)
         context = _workbench_context(request, membership, comparison, form=form)
         return _render(request, "labeling/annotate.html", context, status=400)
     data = form.cleaned_data
     notice = "Vote saved."
     try:
         services.cast_vote(
-            request.user,  # type: ignore[arg-type]
+            _user(request),
             project,
             data["comparison"],
             services.VoteInput(data["choice"], data["strength"], data["rationale"]),
@@ -167,8 +184,8 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
         notice = str(exc)
     if not request.htmx:  # type: ignore[attr-defined]
         messages.info(request, notice)
-        return redirect(reverse("labeling:annotate", args=[project.id]), status=303)
-    comparison = services.lease_next_comparison(request.user, project)  # type: ignore[arg-type]
+        return _see_other(reverse("labeling:annotate", args=[project.id]))
+    comparison = services.lease_next_comparison(_user(request), project)
     return _render(
         request,
         "labeling/annotate.html",
@@ -182,15 +199,15 @@ def undo(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = _membership_or_404(request, project_id)
     project = membership.project
     try:
-        services.undo_last_vote(request.user, project)  # type: ignore[arg-type]
+        services.undo_last_vote(_user(request), project)
         notice = "Vote undone."
         status = 200
     except services.VoteRejected as exc:
         notice, status = str(exc), 409
     if not request.htmx:  # type: ignore[attr-defined]
         messages.info(request, notice)
-        return redirect(reverse("labeling:annotate", args=[project.id]), status=303)
-    comparison = services.lease_next_comparison(request.user, project)  # type: ignore[arg-type]
+        return _see_other(reverse("labeling:annotate", args=[project.id]))
+    comparison = services.lease_next_comparison(_user(request), project)
     context = _workbench_context(request, membership, comparison, notice=notice)
     return _render(request, "labeling/annotate.html", context, status=status)
 
@@ -220,7 +237,7 @@ def import_data(request: HttpRequest, project_id: int) -> HttpResponse:
                 errors.append(f"… and {hidden} more bad rows not listed.")
         else:
             messages.success(request, result.summary())
-            return redirect(reverse("labeling:project_detail", args=[project.id]), status=303)
+            return _see_other(reverse("labeling:project_detail", args=[project.id]))
     context = _project_page_context(request, membership)
     context.update(import_form=form, import_errors=errors, partial="import-form")
     return _render(request, "labeling/project_detail.html", context, status=400)
@@ -238,7 +255,7 @@ def add_member(request: HttpRequest, project_id: int) -> HttpResponse:
         return _render(request, "labeling/project_detail.html", context, status=400)
     added = services.add_member(project, form.cleaned_data["username"], form.cleaned_data["role"])
     messages.success(request, f"{added.user} is now {added.get_role_display().lower()}.")
-    return redirect(reverse("labeling:project_detail", args=[project.id]), status=303)
+    return _see_other(reverse("labeling:project_detail", args=[project.id]))
 
 
 @require_GET

@@ -39,7 +39,7 @@ def make_user(username: str) -> Any:
 
 
 @pytest.fixture
-def admin_user(db: None) -> Any:
+def project_admin(db: None) -> Any:
     return make_user("admin_person")
 
 
@@ -95,7 +95,9 @@ def make_project(db: None) -> Callable[..., Project]:
 
 
 @pytest.fixture
-def project(make_project: Callable[..., Project], admin_user: Any, annotator: Any, reviewer: Any) -> Project:
+def project(
+    make_project: Callable[..., Project], project_admin: Any, annotator: Any, reviewer: Any
+) -> Project:
     return make_project(
-        members={admin_user: Role.ADMIN, annotator: Role.ANNOTATOR, reviewer: Role.REVIEWER}
+        members={project_admin: Role.ADMIN, annotator: Role.ANNOTATOR, reviewer: Role.REVIEWER}
     )

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,160 +15,444 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('annotator', 'Annotator'), ('reviewer', 'Reviewer'), ('admin', 'Admin')], default='annotator', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("annotator", "Annotator"),
+                            ("reviewer", "Reviewer"),
+                            ("admin", "Admin"),
+                        ],
+                        default="annotator",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project', 'user'],
+                "ordering": ["project", "user"],
             },
         ),
         migrations.CreateModel(
-            name='Project',
+            name="Project",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('guidelines', models.TextField(blank=True, help_text='Markdown shown to annotators.')),
-                ('overlap', models.PositiveSmallIntegerField(default=1, help_text='Votes each comparison needs from distinct annotators.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(50)])),
-                ('base_model', models.CharField(blank=True, help_text='A local path or hub id of the starting model.', max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('members', models.ManyToManyField(related_name='projects', through='labeling.Membership', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                (
+                    "guidelines",
+                    models.TextField(blank=True, help_text="Markdown shown to annotators."),
+                ),
+                (
+                    "overlap",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        help_text="Votes each comparison needs from distinct annotators.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(50),
+                        ],
+                    ),
+                ),
+                (
+                    "base_model",
+                    models.CharField(
+                        blank=True,
+                        help_text="A local path or hub id of the starting model.",
+                        max_length=500,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "members",
+                    models.ManyToManyField(
+                        related_name="projects",
+                        through="labeling.Membership",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddField(
-            model_name='membership',
-            name='project',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='labeling.project'),
+            model_name="membership",
+            name="project",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="memberships",
+                to="labeling.project",
+            ),
         ),
         migrations.CreateModel(
-            name='Prompt',
+            name="Prompt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField(blank=True)),
-                ('messages', models.JSONField(blank=True, null=True)),
-                ('source', models.CharField(blank=True, max_length=500)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompts', to='labeling.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField(blank=True)),
+                ("messages", models.JSONField(blank=True, null=True)),
+                ("source", models.CharField(blank=True, max_length=500)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prompts",
+                        to="labeling.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Completion',
+            name="Completion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('model_name', models.CharField(blank=True, max_length=500)),
-                ('generation_params', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='completions', to='labeling.prompt')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField()),
+                ("model_name", models.CharField(blank=True, max_length=500)),
+                ("generation_params", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="completions",
+                        to="labeling.prompt",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Round',
+            name="Round",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('source', models.CharField(blank=True, help_text='What produced the pairs: an import or a checkpoint.', max_length=500)),
-                ('status', models.CharField(choices=[('open', 'Open'), ('closed', 'Closed')], default='open', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rounds', to='labeling.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "source",
+                    models.CharField(
+                        blank=True,
+                        help_text="What produced the pairs: an import or a checkpoint.",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("open", "Open"), ("closed", "Closed")],
+                        default="open",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rounds",
+                        to="labeling.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['project', 'number'],
+                "ordering": ["project", "number"],
             },
         ),
         migrations.CreateModel(
-            name='Comparison',
+            name="Comparison",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('votes_target', models.PositiveSmallIntegerField(help_text='Votes this comparison needs.')),
-                ('vote_count', models.PositiveSmallIntegerField(default=0)),
-                ('is_gold', models.BooleanField(default=False)),
-                ('gold_choice', models.CharField(blank=True, choices=[('A', 'A is better'), ('B', 'B is better'), ('tie', 'Tie'), ('both_bad', 'Both bad')], max_length=16)),
-                ('leased_at', models.DateTimeField(blank=True, null=True)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('leased_to', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='leased_comparisons', to=settings.AUTH_USER_MODEL)),
-                ('completion_a', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labeling.completion')),
-                ('completion_b', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='labeling.completion')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comparisons', to='labeling.project')),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comparisons', to='labeling.prompt')),
-                ('round', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='comparisons', to='labeling.round')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "votes_target",
+                    models.PositiveSmallIntegerField(help_text="Votes this comparison needs."),
+                ),
+                ("vote_count", models.PositiveSmallIntegerField(default=0)),
+                ("is_gold", models.BooleanField(default=False)),
+                (
+                    "gold_choice",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("A", "A is better"),
+                            ("B", "B is better"),
+                            ("tie", "Tie"),
+                            ("both_bad", "Both bad"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("leased_at", models.DateTimeField(blank=True, null=True)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "leased_to",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="leased_comparisons",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "completion_a",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="labeling.completion",
+                    ),
+                ),
+                (
+                    "completion_b",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="labeling.completion",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comparisons",
+                        to="labeling.project",
+                    ),
+                ),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comparisons",
+                        to="labeling.prompt",
+                    ),
+                ),
+                (
+                    "round",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="comparisons",
+                        to="labeling.round",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Vote',
+            name="Vote",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('choice', models.CharField(choices=[('A', 'A is better'), ('B', 'B is better'), ('tie', 'Tie'), ('both_bad', 'Both bad')], max_length=16)),
-                ('strength', models.CharField(blank=True, choices=[('slight', 'Slightly'), ('clear', 'Clearly'), ('strong', 'Strongly')], max_length=16)),
-                ('rationale', models.TextField(blank=True)),
-                ('left_side', models.CharField(choices=[('A', 'A'), ('B', 'B')], help_text='Which completion the annotator saw left.', max_length=1)),
-                ('time_taken_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('imported_from', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('annotator', models.ForeignKey(blank=True, help_text='Empty for preferences imported from an existing data set.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='votes', to=settings.AUTH_USER_MODEL)),
-                ('chosen', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.completion')),
-                ('comparison', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='votes', to='labeling.comparison')),
-                ('rejected', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='labeling.completion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "choice",
+                    models.CharField(
+                        choices=[
+                            ("A", "A is better"),
+                            ("B", "B is better"),
+                            ("tie", "Tie"),
+                            ("both_bad", "Both bad"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "strength",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("slight", "Slightly"),
+                            ("clear", "Clearly"),
+                            ("strong", "Strongly"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("rationale", models.TextField(blank=True)),
+                (
+                    "left_side",
+                    models.CharField(
+                        choices=[("A", "A"), ("B", "B")],
+                        help_text="Which completion the annotator saw left.",
+                        max_length=1,
+                    ),
+                ),
+                ("time_taken_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("imported_from", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "annotator",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for preferences imported from an existing data set.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="votes",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "chosen",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="labeling.completion",
+                    ),
+                ),
+                (
+                    "comparison",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="votes",
+                        to="labeling.comparison",
+                    ),
+                ),
+                (
+                    "rejected",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="labeling.completion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('project', 'user'), name='one_membership_per_user'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(
+                fields=("project", "user"), name="one_membership_per_user"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='prompt',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('text', ''), _negated=True), ('messages__isnull', False), _connector='OR'), name='prompt_has_content'),
+            model_name="prompt",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("text", ""), _negated=True),
+                    ("messages__isnull", False),
+                    _connector="OR",
+                ),
+                name="prompt_has_content",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='round',
-            constraint=models.UniqueConstraint(fields=('project', 'number'), name='round_number_per_project'),
+            model_name="round",
+            constraint=models.UniqueConstraint(
+                fields=("project", "number"), name="round_number_per_project"
+            ),
         ),
         migrations.AddIndex(
-            model_name='comparison',
-            index=models.Index(fields=['project', 'vote_count'], name='comparison_open_idx'),
+            model_name="comparison",
+            index=models.Index(fields=["project", "vote_count"], name="comparison_open_idx"),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.CheckConstraint(condition=models.Q(('vote_count__lte', models.F('votes_target'))), name='never_over_voted'),
+            model_name="comparison",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("vote_count__lte", models.F("votes_target"))),
+                name="never_over_voted",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='comparison',
-            constraint=models.CheckConstraint(condition=models.Q(('completion_a', models.F('completion_b')), _negated=True), name='two_distinct_completions'),
+            model_name="comparison",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("completion_a", models.F("completion_b")), _negated=True),
+                name="two_distinct_completions",
+            ),
         ),
         migrations.AddIndex(
-            model_name='vote',
-            index=models.Index(fields=['annotator', 'created_at'], name='vote_by_annotator_idx'),
+            model_name="vote",
+            index=models.Index(fields=["annotator", "created_at"], name="vote_by_annotator_idx"),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.UniqueConstraint(fields=('comparison', 'annotator'), name='one_vote_per_annotator'),
+            model_name="vote",
+            constraint=models.UniqueConstraint(
+                fields=("comparison", "annotator"), name="one_vote_per_annotator"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('choice__in', ('A', 'B')), ('chosen__isnull', False), ('rejected__isnull', False)), models.Q(models.Q(('choice__in', ('A', 'B')), _negated=True), ('chosen__isnull', True), ('rejected__isnull', True), ('strength', '')), _connector='OR'), name='decisive_vote_names_triple'),
+            model_name="vote",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(
+                        ("choice__in", ("A", "B")),
+                        ("chosen__isnull", False),
+                        ("rejected__isnull", False),
+                    ),
+                    models.Q(
+                        models.Q(("choice__in", ("A", "B")), _negated=True),
+                        ("chosen__isnull", True),
+                        ("rejected__isnull", True),
+                        ("strength", ""),
+                    ),
+                    _connector="OR",
+                ),
+                name="decisive_vote_names_triple",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.CheckConstraint(condition=models.Q(('annotator__isnull', False), models.Q(('imported_from', ''), _negated=True), _connector='OR'), name='vote_has_author_or_source'),
+            model_name="vote",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("annotator__isnull", False),
+                    models.Q(("imported_from", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="vote_has_author_or_source",
+            ),
         ),
     ]

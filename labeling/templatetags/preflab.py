@@ -9,4 +9,4 @@ register = template.Library()
 @register.filter(name="markdown")
 def markdown_filter(source: str) -> SafeString:
     # Safe to mark: render_markdown escapes raw HTML and sanitises its own output.
-    return mark_safe(render_markdown(source))  # noqa: S308
+    return mark_safe(render_markdown(source))

@@ -64,7 +64,7 @@ def test_many_annotators_at_once_never_over_vote_or_share_a_lease(make_project):
                     cast_vote(user, project, comparison.id, VoteInput("A", "clear"))
                 except VoteRejected as exc:
                     rejected[str(exc)] += 1
-        except BaseException as exc:  # noqa: BLE001 - surfaced to the main thread below
+        except BaseException as exc:  # surfaced to the main thread below
             errors.append(exc)
         finally:
             connections.close_all()

@@ -18,14 +18,21 @@ def jsonl(*rows) -> bytes:
 
 
 def nothing_written() -> bool:
-    return not (Prompt.objects.exists() or Completion.objects.exists() or Comparison.objects.exists())
+    return not (
+        Prompt.objects.exists() or Completion.objects.exists() or Comparison.objects.exists()
+    )
 
 
 @pytest.mark.django_db
 def test_prompts_import_text_and_chat(empty_project):
     data = jsonl(
         {"prompt": "Plain question?", "source": "forum"},
-        {"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi?"}]},
+        {
+            "messages": [
+                {"role": "system", "content": "Be terse."},
+                {"role": "user", "content": "Hi?"},
+            ]
+        },
     )
     result = import_file(empty_project, data, "p.jsonl", ImportKind.PROMPTS)
     assert result.prompts == 2 and result.comparisons == 0
@@ -81,13 +88,25 @@ def test_preferences_import_string_and_conversational(empty_project):
     [
         (["{not json"], "line 1: not valid JSON"),
         ([{"prompt": "Q", "response_a": "x"}], "line 1: missing field 'response_b'"),
-        ([{"prompt": "Q", "response_a": "x", "response_b": "   "}], "line 1: field 'response_b' is empty"),
-        ([{"prompt": "Q", "response_a": "same", "response_b": "same "}], "line 1: the two responses are identical"),
+        (
+            [{"prompt": "Q", "response_a": "x", "response_b": "   "}],
+            "line 1: field 'response_b' is empty",
+        ),
+        (
+            [{"prompt": "Q", "response_a": "same", "response_b": "same "}],
+            "line 1: the two responses are identical",
+        ),
         ([{"prompt": "", "response_a": "x", "response_b": "y"}], "line 1: field 'prompt' is empty"),
         ([{"prompt": 3, "response_a": "x", "response_b": "y"}], "must be a string"),
         ([[1, 2]], "expected a JSON object"),
         (
-            [{"messages": [{"role": "robot", "content": "hi"}], "response_a": "x", "response_b": "y"}],
+            [
+                {
+                    "messages": [{"role": "robot", "content": "hi"}],
+                    "response_a": "x",
+                    "response_b": "y",
+                }
+            ],
             "role 'robot'",
         ),
     ],

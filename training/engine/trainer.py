@@ -271,7 +271,11 @@ def load_policy(session: Session) -> Any:
     check_supported(model)
     model.config.use_cache = False
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # the transformers 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if config.lora:
         model = add_lora(
             model, config.lora_r, config.lora_alpha, config.lora_dropout, config.lora_target_modules

@@ -1,0 +1,107 @@
+"""Bad data and bad configs get a clear error naming the row or key, before any model loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training.engine import EXIT_BAD_INPUT
+from training.engine.config import ConfigError, DPOConfig, config_from_dict, load_config
+from training.engine.data import DataError, Record, Tokenization, read_records, tokenize_pairs
+
+from .conftest import engine, events, write_jsonl
+
+GOOD = {"prompt": "p", "chosen": "yes", "rejected": "no"}
+
+
+def tokenize(rows, tokenizer, max_length=64, max_prompt_length=32):
+    tokenization = Tokenization(tokenizer, max_length, max_prompt_length)
+    return tokenize_pairs(
+        [Record(f"line {i}", row) for i, row in enumerate(rows, start=1)], tokenization
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"prompt": "p", "chosen": "yes"}, "line 2: missing column 'rejected'"),
+        ({"prompt": "p", "chosen": "  ", "rejected": "no"}, "line 2: 'chosen' is empty"),
+        ({"prompt": "p", "chosen": "same", "rejected": "same"}, "line 2: 'chosen' and 'rejected' "
+                                                              "are identical"),
+        ({"prompt": "p", "chosen": 3, "rejected": "no"}, "line 2: 'chosen' must be a string"),
+        ({"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}, "line 2: 'prompt' "
+                                                                          "message 0"),
+        ({"prompt": "p", "chosen": [{"role": "assistant", "content": ""}], "rejected": "no"},
+         "line 2: 'chosen' is empty"),
+        ({"prompt": "p", "chosen": "bad \ud800 text", "rejected": "no"},
+         "line 2: 'chosen' holds undecodable text"),
+    ],
+)
+def test_each_bad_row_is_named(tokenizer, row, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        tokenize([GOOD, row], tokenizer)
+
+
+def test_a_pair_that_cannot_fit_even_truncated_is_named(tokenizer):
+    row = {"prompt": "p" * 50, "chosen": "same start " * 5 + "A", "rejected": "same start " * 5
+           + "B"}
+    with pytest.raises(DataError, match="line 2: the pair cannot fit"):
+        tokenize([GOOD, row], tokenizer, max_length=40, max_prompt_length=20)
+
+
+def test_invalid_utf8_and_invalid_json_name_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"prompt": "\xff\xfe"}\n')
+    with pytest.raises(DataError, match="line 2: undecodable text"):
+        read_records(path)
+    path.write_text(json.dumps(GOOD) + "\n\n{not json\n")
+    with pytest.raises(DataError, match="line 3: invalid JSON"):
+        read_records(path)
+
+
+def test_chat_rows_need_a_chat_template(tokenizer):
+    tokenization = Tokenization(tokenizer, 64, 32)
+    tokenization.has_chat_template = False
+    row = {"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}
+    with pytest.raises(DataError, match="line 1: the row is a chat"):
+        tokenize_pairs([Record("line 1", row)], tokenization)
+
+
+def test_unknown_keys_and_bad_values_are_config_errors(tmp_path):
+    base = {"data": "d.jsonl", "model": "m", "out_dir": "o"}
+    with pytest.raises(ConfigError, match="unknown config key"):
+        config_from_dict(DPOConfig, {**base, "learning_rat": 1e-6})
+    with pytest.raises(ConfigError, match="missing required config key"):
+        config_from_dict(DPOConfig, {"data": "d.jsonl"})
+    with pytest.raises(ConfigError, match="beta: must be positive"):
+        config_from_dict(DPOConfig, {**base, "beta": 0})
+    with pytest.raises(ConfigError, match="loss_type: expected one of"):
+        config_from_dict(DPOConfig, {**base, "loss_type": "hinge"})
+    with pytest.raises(ConfigError, match="batch_size: expected int"):
+        config_from_dict(DPOConfig, {**base, "batch_size": "8"})
+    with pytest.raises(ConfigError, match="multiple of micro_batch_size"):
+        config_from_dict(DPOConfig, {**base, "batch_size": 10, "micro_batch_size": 4})
+    with pytest.raises(ConfigError, match="max_prompt_length"):
+        config_from_dict(DPOConfig, {**base, "max_length": 32, "max_prompt_length": 32})
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("data: d.jsonl\nmodel: m\nout_dir: o\nbeta: 0.2\nlearning_rate: 1\n")
+    config = load_config(DPOConfig, yaml_file)
+    assert config.beta == 0.2 and config.learning_rate == 1
+
+
+def test_the_command_line_rejects_bad_input_before_loading_a_model(tmp_path, run_config):
+    data = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"prompt": "p", "chosen": "x"}])
+    # the model path does not exist: reaching it would be a different error
+    config = run_config(data, model=str(tmp_path / "no-such-model"), bogus=1)
+    assert engine("train", "--config", str(config)) == EXIT_BAD_INPUT
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_row_fails_the_run_with_an_error_event(tmp_path, run_config):
+    data = write_jsonl(tmp_path / "d.jsonl", [GOOD, {"prompt": "p", "chosen": "x"}])
+    config = run_config(data)
+    assert engine("train", "--config", str(config)) == EXIT_BAD_INPUT
+    (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
+    assert "line 2: missing column 'rejected'" in error["message"]
+    assert error["error_type"] == "DataError"
