@@ -111,7 +111,48 @@ ARTIFACT_ROOT = Path(env_str("ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
 
 # Celery: file-system transport under var/ unless a real broker is configured.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-CELERY_BROKER_FOLDER = VAR_DIR / "broker"
+CELERY_BROKER_FOLDER = Path(env_str("CELERY_BROKER_FOLDER", str(VAR_DIR / "broker")))
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
+        "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
+        "processed_folder": str(CELERY_BROKER_FOLDER / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Redis redelivers an unacknowledged message after this long. Training outlives any sane
+    # value, so correctness never rests on it: a redelivered run finds its row already claimed
+    # and does nothing, and the watchdog, not redelivery, recovers runs whose worker died.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "workers.tasks.train_run": {"queue": "gpu"},
+    "workers.tasks.sample_round": {"queue": "gpu"},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+PREFLAB_WATCHDOG_SECONDS = env_int("PREFLAB_WATCHDOG_SECONDS", 30)
+CELERY_BEAT_SCHEDULE = {
+    "watchdog": {"task": "workers.tasks.watchdog", "schedule": PREFLAB_WATCHDOG_SECONDS},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Training runs: a run whose heartbeat is older than this is considered lost.
+PREFLAB_HEARTBEAT_TIMEOUT_SECONDS = env_int("PREFLAB_HEARTBEAT_TIMEOUT_SECONDS", 120)
+# What the watchdog does with a lost run: "resume" (from its last checkpoint) or "fail".
+PREFLAB_LOST_RUN_POLICY = env_str("PREFLAB_LOST_RUN_POLICY", "resume")
+if PREFLAB_LOST_RUN_POLICY not in {"resume", "fail"}:
+    raise ValueError("PREFLAB_LOST_RUN_POLICY must be resume or fail")
+# How many times a lost run is resumed before it is marked failed.
+PREFLAB_MAX_RUN_ATTEMPTS = env_int("PREFLAB_MAX_RUN_ATTEMPTS", 3)
+# The Python that runs the engine subprocess (the worker's own by default).
+PREFLAB_ENGINE_PYTHON = env_str("PREFLAB_ENGINE_PYTHON", "")
+# Launch training under `accelerate launch` with this many processes (0/1: a plain process).
+PREFLAB_TRAIN_PROCESSES = env_int("PREFLAB_TRAIN_PROCESSES", 1)
 
 # Annotation: how long a taken comparison stays reserved for its annotator.
 PREFLAB_LEASE_SECONDS = env_int("PREFLAB_LEASE_SECONDS", 600)

@@ -81,6 +81,14 @@ class Round(models.Model):
         max_length=500, blank=True, help_text="What produced the pairs: an import or a checkpoint."
     )
     status = models.CharField(max_length=16, choices=RoundStatus.choices, default=RoundStatus.OPEN)
+    checkpoint = models.ForeignKey(
+        "training.Checkpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rounds",
+        help_text="The checkpoint whose samples made this round.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -130,6 +138,13 @@ class Completion(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
     text = models.TextField()
     model_name = models.CharField(max_length=500, blank=True)
+    checkpoint = models.ForeignKey(
+        "training.Checkpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="completions",
+    )
     generation_params = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -268,3 +283,68 @@ class Vote(models.Model):
     @property
     def is_decisive(self) -> bool:
         return self.choice in DECISIVE_CHOICES
+
+
+class SnapshotPolicy(models.TextChoices):
+    EVERY_VOTE = "every_vote", "Every decisive vote is its own triple"
+    MAJORITY = "majority", "One triple per comparison by majority"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class SnapshotFrozen(Exception):
+    """A ready snapshot's row and files never change; make a new snapshot instead."""
+
+
+class Snapshot(models.Model):
+    """An immutable, content-hashed export of a project's preference triples.
+
+    The same votes and the same policy give byte-identical files, so the SHA-256 of the JSONL
+    file identifies the data set.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="snapshots")
+    policy = models.CharField(max_length=16, choices=SnapshotPolicy.choices)
+    min_agreement = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Majority policy: the winner's share of decisive votes must exceed this.",
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    row_count = models.PositiveIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    parquet_sha256 = models.CharField(max_length=64, blank=True)
+    path = models.CharField(
+        max_length=500, blank=True, help_text="Directory under ARTIFACT_ROOT holding the files."
+    )
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        short = self.sha256[:12] if self.sha256 else self.status
+        return f"Snapshot {self.pk} of {self.project} ({short})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            stored = Snapshot.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            if stored == JobStatus.READY:
+                raise SnapshotFrozen(f"Snapshot {self.pk} is published and cannot be modified.")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        if self.status == JobStatus.READY:
+            raise SnapshotFrozen(f"Snapshot {self.pk} is published and cannot be deleted.")
+        return super().delete(*args, **kwargs)  # type: ignore[arg-type]

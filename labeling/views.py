@@ -5,17 +5,14 @@ Pages and their htmx fragments share one URL; `request.htmx` picks the fragment.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -24,44 +21,14 @@ from labeling.forms import AddMemberForm, ImportForm, VoteForm
 from labeling.importers import ImportFailed, import_file
 from labeling.models import Comparison, Membership, Side
 from labeling.rendering import highlight_css
-
-
-def _user(request: HttpRequest) -> User:
-    # Every caller sits behind login_required, so the user is a real, authenticated User.
-    return cast(User, request.user)
-
-
-def _membership_or_404(request: HttpRequest, project_id: int) -> Membership:
-    membership = services.get_membership(_user(request), project_id)
-    if membership is None:
-        # 404, not 403: a user outside a project must not learn that it exists.
-        raise Http404("No such project.")
-    return membership
-
-
-def _see_other(location: str) -> HttpResponse:
-    """Redirect after a POST so a reload does not resubmit the form."""
-    response = HttpResponse(status=303)
-    response["Location"] = location
-    return response
-
-
-def _render(
-    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
-) -> HttpResponse:
-    """Render the page, or only its named partial when htmx asked for one."""
-    partial = context.pop("partial", None)
-    name = f"{template}#{partial}" if request.htmx and partial else template  # type: ignore[attr-defined]
-    response = render(request, name, context, status=status)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
+from labeling.web import current_user, manager_or_403, membership_or_404, render_page, see_other
 
 
 @login_required
 @require_GET
 def project_list(request: HttpRequest) -> HttpResponse:
     memberships = (
-        Membership.objects.filter(user=_user(request))
+        Membership.objects.filter(user=current_user(request))
         .select_related("project")
         .annotate(
             comparisons=Count("project__comparisons", distinct=True),
@@ -78,7 +45,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
     rows = [
         {
             "membership": membership,
-            "progress": services.get_annotator_progress(_user(request), membership.project),
+            "progress": services.get_annotator_progress(current_user(request), membership.project),
         }
         for membership in memberships
     ]
@@ -90,7 +57,7 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
     context: dict[str, Any] = {
         "project": project,
         "membership": membership,
-        "progress": services.get_annotator_progress(_user(request), project),
+        "progress": services.get_annotator_progress(current_user(request), project),
     }
     if membership.can_review:
         context["stats"] = services.get_project_stats(project)
@@ -105,7 +72,7 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
 @login_required
 @require_GET
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _membership_or_404(request, project_id)
+    membership = membership_or_404(request, project_id)
     return render(
         request, "labeling/project_detail.html", _project_page_context(request, membership)
     )
@@ -119,7 +86,7 @@ def _workbench_context(
     notice: str = "",
 ) -> dict[str, Any]:
     project = membership.project
-    user = _user(request)
+    user = current_user(request)
     context: dict[str, Any] = {
         "project": project,
         "membership": membership,
@@ -145,9 +112,9 @@ def _workbench_context(
 @login_required
 @require_GET
 def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _membership_or_404(request, project_id)
-    comparison = services.lease_next_comparison(_user(request), membership.project)
-    return _render(
+    membership = membership_or_404(request, project_id)
+    comparison = services.lease_next_comparison(current_user(request), membership.project)
+    return render_page(
         request, "labeling/annotate.html", _workbench_context(request, membership, comparison)
     )
 
@@ -155,7 +122,7 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def vote(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _membership_or_404(request, project_id)
+    membership = membership_or_404(request, project_id)
     project = membership.project
     form = VoteForm(request.POST)
     if not form.is_valid():
@@ -168,14 +135,14 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
             else None
         )
         if comparison is None:
-            comparison = services.lease_next_comparison(_user(request), project)
+            comparison = services.lease_next_comparison(current_user(request), project)
         context = _workbench_context(request, membership, comparison, form=form)
-        return _render(request, "labeling/annotate.html", context, status=400)
+        return render_page(request, "labeling/annotate.html", context, status=400)
     data = form.cleaned_data
     notice = "Vote saved."
     try:
         services.cast_vote(
-            _user(request),
+            current_user(request),
             project,
             data["comparison"],
             services.VoteInput(data["choice"], data["strength"], data["rationale"]),
@@ -184,9 +151,9 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
         notice = str(exc)
     if not request.htmx:  # type: ignore[attr-defined]
         messages.info(request, notice)
-        return _see_other(reverse("labeling:annotate", args=[project.id]))
-    comparison = services.lease_next_comparison(_user(request), project)
-    return _render(
+        return see_other(reverse("labeling:annotate", args=[project.id]))
+    comparison = services.lease_next_comparison(current_user(request), project)
+    return render_page(
         request,
         "labeling/annotate.html",
         _workbench_context(request, membership, comparison, notice=notice),
@@ -196,33 +163,26 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def undo(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _membership_or_404(request, project_id)
+    membership = membership_or_404(request, project_id)
     project = membership.project
     try:
-        services.undo_last_vote(_user(request), project)
+        services.undo_last_vote(current_user(request), project)
         notice = "Vote undone."
         status = 200
     except services.VoteRejected as exc:
         notice, status = str(exc), 409
     if not request.htmx:  # type: ignore[attr-defined]
         messages.info(request, notice)
-        return _see_other(reverse("labeling:annotate", args=[project.id]))
-    comparison = services.lease_next_comparison(_user(request), project)
+        return see_other(reverse("labeling:annotate", args=[project.id]))
+    comparison = services.lease_next_comparison(current_user(request), project)
     context = _workbench_context(request, membership, comparison, notice=notice)
-    return _render(request, "labeling/annotate.html", context, status=status)
-
-
-def _manager_or_403(request: HttpRequest, project_id: int) -> Membership:
-    membership = _membership_or_404(request, project_id)
-    if not membership.can_manage:
-        raise PermissionDenied("Only the project's admins can do this.")
-    return membership
+    return render_page(request, "labeling/annotate.html", context, status=status)
 
 
 @login_required
 @require_http_methods(["POST"])
 def import_data(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _manager_or_403(request, project_id)
+    membership = manager_or_403(request, project_id)
     project = membership.project
     form = ImportForm(request.POST, request.FILES)
     errors: list[str] = []
@@ -237,25 +197,25 @@ def import_data(request: HttpRequest, project_id: int) -> HttpResponse:
                 errors.append(f"… and {hidden} more bad rows not listed.")
         else:
             messages.success(request, result.summary())
-            return _see_other(reverse("labeling:project_detail", args=[project.id]))
+            return see_other(reverse("labeling:project_detail", args=[project.id]))
     context = _project_page_context(request, membership)
     context.update(import_form=form, import_errors=errors, partial="import-form")
-    return _render(request, "labeling/project_detail.html", context, status=400)
+    return render_page(request, "labeling/project_detail.html", context, status=400)
 
 
 @login_required
 @require_POST
 def add_member(request: HttpRequest, project_id: int) -> HttpResponse:
-    membership = _manager_or_403(request, project_id)
+    membership = manager_or_403(request, project_id)
     project = membership.project
     form = AddMemberForm(request.POST)
     if not form.is_valid():
         context = _project_page_context(request, membership)
         context.update(member_form=form, partial="member-form")
-        return _render(request, "labeling/project_detail.html", context, status=400)
+        return render_page(request, "labeling/project_detail.html", context, status=400)
     added = services.add_member(project, form.cleaned_data["username"], form.cleaned_data["role"])
     messages.success(request, f"{added.user} is now {added.get_role_display().lower()}.")
-    return _see_other(reverse("labeling:project_detail", args=[project.id]))
+    return see_other(reverse("labeling:project_detail", args=[project.id]))
 
 
 @require_GET

@@ -1,0 +1,391 @@
+"""Export a project's votes as an immutable, content-hashed preference data set.
+
+Files, in ARTIFACT_ROOT/snapshots/<project id>/<snapshot id>/:
+- data.jsonl:    one triple a line, keys sorted; the SHA-256 of this file names the snapshot
+- data.parquet:  the same rows and columns
+- manifest.json: policy, row count, hashes, the column list
+- README.md:     a dataset card
+
+Columns: `prompt`, `chosen`, `rejected` in the layout Hugging Face datasets and TRL read as-is:
+all strings, or, when any prompt of the export is a chat, all conversational (prompt a list of
+messages, chosen/rejected one-message assistant lists), so every row has the same schema.
+Metadata: comparison_id, round, vote_count, agreement, chosen_model, rejected_model, and for the
+every-vote policy vote_id and strength.
+
+Rows are streamed from the database in a fixed order and written as they come, so memory stays
+flat however many votes there are; the same votes and policy give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import (
+    DECISIVE_CHOICES,
+    JobStatus,
+    Project,
+    Snapshot,
+    SnapshotPolicy,
+    Vote,
+)
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = [
+    "prompt",
+    "chosen",
+    "rejected",
+    "comparison_id",
+    "round",
+    "vote_count",
+    "agreement",
+    "chosen_model",
+    "rejected_model",
+    "vote_id",
+    "strength",
+]
+_STREAM_CHUNK = 5000
+_PARQUET_BATCH = 10_000
+
+_VOTE_FIELDS = (
+    "id",
+    "comparison_id",
+    "choice",
+    "strength",
+    "chosen_id",
+    "comparison__round__number",
+    "comparison__vote_count",
+    "comparison__prompt__text",
+    "comparison__prompt__messages",
+    "comparison__completion_a_id",
+    "comparison__completion_a__text",
+    "comparison__completion_a__model_name",
+    "comparison__completion_b_id",
+    "comparison__completion_b__text",
+    "comparison__completion_b__model_name",
+)
+
+
+def snapshot_dir(snapshot: Snapshot) -> Path:
+    return Path(settings.ARTIFACT_ROOT) / "snapshots" / str(snapshot.project_id) / str(snapshot.pk)
+
+
+def request_snapshot(
+    project: Project, policy: str, min_agreement: float = 0.5, created_by: Any = None
+) -> Snapshot:
+    """Create a queued snapshot row; the caller enqueues the build after commit."""
+    if policy not in SnapshotPolicy.values:
+        raise ValueError(f"Unknown policy {policy!r}; use {', '.join(SnapshotPolicy.values)}.")
+    if not 0.0 <= min_agreement < 1.0:
+        raise ValueError("min_agreement must be at least 0 and below 1.")
+    return Snapshot.objects.create(
+        project=project, policy=policy, min_agreement=min_agreement, created_by=created_by
+    )
+
+
+def _votes(project_id: int) -> Iterator[dict[str, Any]]:
+    return (
+        Vote.objects.filter(
+            comparison__project_id=project_id,
+            comparison__is_gold=False,
+        )
+        .order_by("comparison_id", "id")
+        .values(*_VOTE_FIELDS)
+        .iterator(chunk_size=_STREAM_CHUNK)
+    )
+
+
+def _project_has_chat(project_id: int) -> bool:
+    return Vote.objects.filter(
+        comparison__project_id=project_id,
+        comparison__is_gold=False,
+        comparison__prompt__messages__isnull=False,
+    ).exists()
+
+
+def _triple(vote: dict[str, Any], chat: bool) -> dict[str, Any]:
+    a_is_chosen = vote["chosen_id"] == vote["comparison__completion_a_id"]
+    winner, loser = ("a", "b") if a_is_chosen else ("b", "a")
+    chosen = vote[f"comparison__completion_{winner}__text"]
+    rejected = vote[f"comparison__completion_{loser}__text"]
+    messages = vote["comparison__prompt__messages"]
+    prompt: Any = messages if messages is not None else vote["comparison__prompt__text"]
+    if chat:
+        if messages is None:
+            prompt = [{"role": "user", "content": prompt}]
+        chosen = [{"role": "assistant", "content": chosen}]
+        rejected = [{"role": "assistant", "content": rejected}]
+    return {
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "comparison_id": vote["comparison_id"],
+        "round": vote["comparison__round__number"],
+        "vote_count": vote["comparison__vote_count"],
+        "chosen_model": vote[f"comparison__completion_{winner}__model_name"],
+        "rejected_model": vote[f"comparison__completion_{loser}__model_name"],
+    }
+
+
+def _every_vote_rows(project_id: int, chat: bool) -> Iterator[dict[str, Any]]:
+    group: list[dict[str, Any]] = []
+    for vote in _votes(project_id):
+        if group and group[0]["comparison_id"] != vote["comparison_id"]:
+            yield from _every_vote_group(group, chat)
+            group = []
+        group.append(vote)
+    if group:
+        yield from _every_vote_group(group, chat)
+
+
+def _every_vote_group(group: list[dict[str, Any]], chat: bool) -> Iterator[dict[str, Any]]:
+    decisive = [vote for vote in group if vote["choice"] in DECISIVE_CHOICES]
+    for vote in decisive:
+        agreeing = sum(1 for other in decisive if other["chosen_id"] == vote["chosen_id"])
+        row = _triple(vote, chat)
+        row.update(
+            agreement=round(agreeing / len(decisive), 6),
+            vote_id=vote["id"],
+            strength=vote["strength"] or None,
+        )
+        yield row
+
+
+def _majority_rows(project_id: int, chat: bool, min_agreement: float) -> Iterator[dict[str, Any]]:
+    group: list[dict[str, Any]] = []
+    for vote in _votes(project_id):
+        if group and group[0]["comparison_id"] != vote["comparison_id"]:
+            yield from _majority_group(group, chat, min_agreement)
+            group = []
+        group.append(vote)
+    if group:
+        yield from _majority_group(group, chat, min_agreement)
+
+
+def _majority_group(
+    group: list[dict[str, Any]], chat: bool, min_agreement: float
+) -> Iterator[dict[str, Any]]:
+    """One triple when decisive votes agree on a winner by more than min_agreement.
+
+    Ties and both-bad votes count against agreement (they are votes that did not pick the
+    winner), so a comparison most annotators called a tie yields nothing.
+    """
+    decisive = [vote for vote in group if vote["choice"] in DECISIVE_CHOICES]
+    if not decisive:
+        return
+    counts: dict[int, int] = {}
+    for vote in decisive:
+        counts[vote["chosen_id"]] = counts.get(vote["chosen_id"], 0) + 1
+    winner_id, winner_votes = max(counts.items(), key=lambda item: (item[1], -item[0]))
+    if list(counts.values()).count(winner_votes) > 1:
+        return
+    agreement = winner_votes / len(group)
+    if agreement <= min_agreement:
+        return
+    representative = next(vote for vote in decisive if vote["chosen_id"] == winner_id)
+    row = _triple(representative, chat)
+    row.update(agreement=round(agreement, 6), vote_id=None, strength=None)
+    yield row
+
+
+def iter_snapshot_rows(snapshot: Snapshot) -> Iterator[dict[str, Any]]:
+    chat = _project_has_chat(snapshot.project_id)
+    if snapshot.policy == SnapshotPolicy.EVERY_VOTE:
+        return _every_vote_rows(snapshot.project_id, chat)
+    return _majority_rows(snapshot.project_id, chat, snapshot.min_agreement)
+
+
+def _canonical_line(row: dict[str, Any]) -> bytes:
+    ordered = {column: row.get(column) for column in COLUMNS}
+    return (
+        json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n"
+    ).encode()
+
+
+def _parquet_schema(chat: bool) -> Any:
+    import pyarrow as pa
+
+    text = pa.string()
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    turn = message if chat else text
+    return pa.schema(
+        [
+            ("prompt", turn),
+            ("chosen", turn),
+            ("rejected", turn),
+            ("comparison_id", pa.int64()),
+            ("round", pa.int64()),
+            ("vote_count", pa.int64()),
+            ("agreement", pa.float64()),
+            ("chosen_model", text),
+            ("rejected_model", text),
+            ("vote_id", pa.int64()),
+            ("strength", text),
+        ]
+    )
+
+
+def _write_parquet(jsonl_path: Path, parquet_path: Path, chat: bool) -> str:
+    """Convert the finished JSONL in batches; returns the Parquet file's SHA-256."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _parquet_schema(chat)
+    # Fixed writer settings: the same rows always give the same bytes.
+    with (
+        pq.ParquetWriter(
+            parquet_path, schema, compression="zstd", write_statistics=False
+        ) as writer,
+        jsonl_path.open("rb") as source,
+    ):
+        batch: list[dict[str, Any]] = []
+        for line in source:
+            batch.append(json.loads(line))
+            if len(batch) >= _PARQUET_BATCH:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return _sha256(parquet_path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with path.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _dataset_card(snapshot: Snapshot, rows: int, sha256: str, chat: bool) -> str:
+    layout = "conversational (lists of chat messages)" if chat else "plain strings"
+    policy = SnapshotPolicy(snapshot.policy).label
+    return f"""# {snapshot.project.name}: preference snapshot {snapshot.pk}
+
+Preference triples exported by PrefLab.
+
+- rows: {rows}
+- policy: {policy} (`{snapshot.policy}`, min agreement {snapshot.min_agreement})
+- layout: {layout}
+- data.jsonl SHA-256: `{sha256}`
+
+Columns: `prompt`, `chosen`, `rejected` (readable as-is by `datasets.load_dataset("json", ...)`
+and TRL's DPOTrainer), plus `comparison_id`, `round`, `vote_count`, `agreement`,
+`chosen_model`, `rejected_model`, `vote_id`, `strength`.
+
+Gold (quality-control) comparisons, ties and both-bad votes are not exported.
+"""
+
+
+def build_snapshot(snapshot_id: int) -> Snapshot | None:
+    """Write a queued snapshot's files and publish it; returns None if someone else owns it.
+
+    Files are written to a temporary directory, fsynced and renamed into place, then the row
+    becomes READY in one conditional update: a crash leaves no half-written snapshot behind.
+    """
+    claimed = Snapshot.objects.filter(id=snapshot_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        logger.info("snapshot %s is not queued; nothing to do", snapshot_id)
+        return None
+    snapshot = Snapshot.objects.select_related("project").get(id=snapshot_id)
+    final_dir = snapshot_dir(snapshot)
+    temp_dir = final_dir.with_name(f".{final_dir.name}.tmp")
+    try:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        temp_dir.mkdir(parents=True)
+        jsonl_path = temp_dir / "data.jsonl"
+        digest = hashlib.sha256()
+        rows = 0
+        chat = _project_has_chat(snapshot.project_id)
+        with jsonl_path.open("wb") as out:
+            for row in iter_snapshot_rows(snapshot):
+                line = _canonical_line(row)
+                digest.update(line)
+                out.write(line)
+                rows += 1
+            out.flush()
+            os.fsync(out.fileno())
+        sha256 = digest.hexdigest()
+        parquet_sha256 = _write_parquet(jsonl_path, temp_dir / "data.parquet", chat)
+        manifest = {
+            "snapshot_id": snapshot.pk,
+            "project": snapshot.project.name,
+            "project_id": snapshot.project_id,
+            "policy": snapshot.policy,
+            "min_agreement": snapshot.min_agreement,
+            "rows": rows,
+            "layout": "conversational" if chat else "string",
+            "columns": COLUMNS,
+            "files": {
+                "data.jsonl": {"sha256": sha256},
+                "data.parquet": {"sha256": parquet_sha256},
+            },
+        }
+        _fsync_write(temp_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
+        _fsync_write(temp_dir / "README.md", _dataset_card(snapshot, rows, sha256, chat).encode())
+        for path in temp_dir.iterdir():
+            path.chmod(0o444)
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(temp_dir, final_dir)
+        with transaction.atomic():
+            Snapshot.objects.filter(id=snapshot_id, status=JobStatus.RUNNING).update(
+                status=JobStatus.READY,
+                row_count=rows,
+                sha256=sha256,
+                parquet_sha256=parquet_sha256,
+                path=str(final_dir.relative_to(settings.ARTIFACT_ROOT)),
+                finished_at=timezone.now(),
+            )
+    except Exception as exc:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        Snapshot.objects.filter(id=snapshot_id).update(
+            status=JobStatus.FAILED,
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        logger.exception("snapshot %s failed", snapshot_id)
+        raise
+    snapshot.refresh_from_db()
+    logger.info("snapshot %s ready: %s rows, sha256 %s", snapshot_id, rows, sha256)
+    return snapshot
+
+
+def snapshot_file(snapshot: Snapshot, file_format: str = "jsonl") -> Path:
+    if snapshot.status != JobStatus.READY:
+        raise FileNotFoundError(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready.")
+    name = {"jsonl": "data.jsonl", "parquet": "data.parquet", "manifest": "manifest.json"}[
+        file_format
+    ]
+    return Path(settings.ARTIFACT_ROOT) / snapshot.path / name
+
+
+def export_snapshot(
+    project: Project, policy: str, min_agreement: float = 0.5, created_by: Any = None
+) -> Snapshot:
+    """Queue a snapshot and send its build task once the row is committed."""
+    from workers.tasks import build_snapshot as build_task
+
+    with transaction.atomic():
+        snapshot = request_snapshot(project, policy, min_agreement, created_by)
+        transaction.on_commit(lambda: build_task.delay(snapshot.pk))
+    return snapshot

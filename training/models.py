@@ -1,0 +1,182 @@
+"""Training runs, their metrics and checkpoints, and sampling jobs that seed the next round.
+
+The database, not the broker, is the truth about a job: a task claims its row with a
+conditional update (queued -> running), so a redelivered message for a live or finished job
+does nothing.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Checkpoint(models.Model):
+    """A model directory in Hugging Face format: a project's base model or a run's output."""
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="checkpoints"
+    )
+    run = models.ForeignKey(
+        "TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checkpoints",
+    )
+    name = models.CharField(max_length=200)
+    path = models.CharField(
+        max_length=1000, help_text="A directory (absolute, or under ARTIFACT_ROOT) or a hub id."
+    )
+    step = models.PositiveIntegerField(null=True, blank=True)
+    is_final = models.BooleanField(default=False)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "path"], name="one_checkpoint_per_path")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainingRun(models.Model):
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="training_runs"
+    )
+    snapshot = models.ForeignKey(
+        "labeling.Snapshot", on_delete=models.PROTECT, related_name="training_runs"
+    )
+    start_checkpoint = models.ForeignKey(
+        Checkpoint, on_delete=models.PROTECT, related_name="runs_started"
+    )
+    reference_checkpoint = models.ForeignKey(
+        Checkpoint,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs_referenced",
+        help_text="Empty: the starting checkpoint is the reference.",
+    )
+    config = models.JSONField(default=dict, help_text="Engine hyperparameters.")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    latest_metrics = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    out_dir = models.CharField(max_length=1000, blank=True)
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="run_watchdog_idx")]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_steps:
+            return 100 if self.status == RunStatus.SUCCEEDED else 0
+        return min(100, round(100 * self.step / self.total_steps))
+
+
+class RunMetric(models.Model):
+    """One line of a run's metrics stream (train or eval), kept for the run page's plots."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metric_rows")
+    split = models.CharField(max_length=8)
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+
+    class Meta:
+        ordering = ["run", "split", "step"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "split", "step"], name="one_metric_row_per_step")
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.split} step {self.step}"
+
+
+class PairingMode(models.TextChoices):
+    TWO_SAMPLES = "two_samples", "Two samples of the new checkpoint"
+    VERSUS_PREVIOUS = "versus_previous", "New checkpoint against the previous one"
+
+
+class PromptSelection(models.TextChoices):
+    ALL = "all", "All prompts"
+    FEWEST_VOTES = "fewest_votes", "Prompts with the fewest votes"
+    RANDOM = "random", "A random sample"
+
+
+class SamplingJob(models.Model):
+    """Generate responses with a checkpoint and open them as the next round of comparisons."""
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="sampling_jobs"
+    )
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="+")
+    previous_checkpoint = models.ForeignKey(
+        Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    pairing = models.CharField(
+        max_length=24, choices=PairingMode.choices, default=PairingMode.TWO_SAMPLES
+    )
+    selection = models.CharField(
+        max_length=24, choices=PromptSelection.choices, default=PromptSelection.ALL
+    )
+    prompt_limit = models.PositiveIntegerField(null=True, blank=True)
+    generation = models.JSONField(
+        default=dict, help_text="temperature, top_p, max_new_tokens, seed"
+    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    round = models.ForeignKey(
+        "labeling.Round", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    comparisons_created = models.PositiveIntegerField(default=0)
+    dropped_identical = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Sampling {self.pk} with {self.checkpoint} ({self.status})"
