@@ -23,8 +23,12 @@ setup: $(STAMP) node_modules/.package-lock.json
 
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
-	@echo "PrefLab is at http://$(HOST):$(PORT)/  (Ctrl+C stops it)"
+	$(BIN)/python manage.py prepare_demo_model
+	$(BIN)/python manage.py seed_demo --base-model "$(CURDIR)/var/models/demo-sft"
+	@echo "PrefLab is at http://$(HOST):$(PORT)/  (Ctrl+C stops it; worker log: var/worker.log)"
+	@$(BIN)/celery -A workers worker --beat -Q default,gpu --concurrency 2 --loglevel INFO \
+		> var/worker.log 2>&1 & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: setup

@@ -10,7 +10,7 @@ from django.db import migrations
 POSTGRES_UP = """
 CREATE OR REPLACE FUNCTION labeling_snapshot_frozen() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'snapshot % is published and immutable', OLD.id;
+    RAISE EXCEPTION 'snapshot %% is published and immutable', OLD.id;
 END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER labeling_snapshot_frozen_update BEFORE UPDATE ON labeling_snapshot

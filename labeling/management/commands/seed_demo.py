@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from labeling.importers import ImportKind, import_file
@@ -35,13 +35,20 @@ DEMO_USERS = [
 class Command(BaseCommand):
     help = "Create the demo project, its users and its comparisons (idempotent)."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--base-model", default="", help="the model the demo project starts from"
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
         with transaction.atomic():
             project, created = Project.objects.get_or_create(
-                name=DEMO_PROJECT,
-                defaults={"guidelines": DEMO_GUIDELINES, "overlap": 2, "base_model": ""},
+                name=DEMO_PROJECT, defaults={"guidelines": DEMO_GUIDELINES, "overlap": 2}
             )
+            if options["base_model"] and project.base_model != options["base_model"]:
+                project.base_model = options["base_model"]
+                project.save()
             for username, password, role, staff in DEMO_USERS:
                 user, _ = user_model.objects.get_or_create(username=username)
                 user.set_password(password)

@@ -1,0 +1,219 @@
+"""The loop's pages: snapshots, training runs (live progress), checkpoints, sampling rounds.
+
+Reviewers and admins of a project see them; only admins start, cancel or export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from labeling.models import JobStatus, Snapshot
+from labeling.snapshots import export_snapshot, snapshot_file
+from labeling.web import (
+    current_user,
+    manager_or_403,
+    render_page,
+    reviewer_or_403,
+    see_other,
+)
+from training import services
+from training.charts import line_chart
+from training.forms import RunForm, SamplingForm, SnapshotForm
+from training.models import Checkpoint, RunMetric, SamplingJob, TrainingRun
+
+PLOTTED = (
+    ("loss", "Loss"),
+    ("reward_accuracy", "Reward accuracy"),
+    ("reward_margin", "Reward margin"),
+)
+
+
+@login_required
+@require_GET
+def pipeline(request: HttpRequest, project_id: int) -> HttpResponse:
+    membership = reviewer_or_403(request, project_id)
+    project = membership.project
+    context = {
+        "project": project,
+        "membership": membership,
+        "snapshots": Snapshot.objects.filter(project=project)[:50],
+        "runs": TrainingRun.objects.filter(project=project).select_related("snapshot")[:50],
+        "checkpoints": Checkpoint.objects.filter(project=project).select_related("run")[:100],
+        "sampling_jobs": SamplingJob.objects.filter(project=project).select_related(
+            "checkpoint", "round"
+        )[:50],
+        "snapshot_form": SnapshotForm(),
+        "partial": "job-tables",
+    }
+    return render_page(request, "training/pipeline.html", context)
+
+
+@login_required
+@require_POST
+def snapshot_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    membership = manager_or_403(request, project_id)
+    form = SnapshotForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Snapshot not started: {form.errors.as_text()}")
+        return see_other(reverse("training:pipeline", args=[project_id]))
+    snapshot = export_snapshot(
+        membership.project,
+        form.cleaned_data["policy"],
+        form.cleaned_data["min_agreement"],
+        created_by=current_user(request),
+    )
+    return see_other(reverse("training:snapshot", args=[project_id, snapshot.pk]))
+
+
+@login_required
+@require_GET
+def snapshot_detail(request: HttpRequest, project_id: int, snapshot_id: int) -> HttpResponse:
+    membership = reviewer_or_403(request, project_id)
+    snapshot = get_object_or_404(Snapshot, project=membership.project, id=snapshot_id)
+    context = {
+        "project": membership.project,
+        "membership": membership,
+        "snapshot": snapshot,
+        "partial": "snapshot-status",
+    }
+    return render_page(request, "training/snapshot.html", context)
+
+
+@login_required
+@require_GET
+def snapshot_download(
+    request: HttpRequest, project_id: int, snapshot_id: int, file_format: str
+) -> HttpResponse:
+    membership = reviewer_or_403(request, project_id)
+    snapshot = get_object_or_404(
+        Snapshot, project=membership.project, id=snapshot_id, status=JobStatus.READY
+    )
+    if file_format not in {"jsonl", "parquet", "manifest"}:
+        raise Http404("Unknown format.")
+    path = snapshot_file(snapshot, file_format)
+    name = f"preflab-snapshot-{snapshot.pk}-{snapshot.sha256[:12]}{path.suffix}"
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=name)
+    if file_format == "jsonl":
+        response["ETag"] = f'"{snapshot.sha256}"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
+    membership = manager_or_403(request, project_id)
+    project = membership.project
+    initial: dict[str, Any] = {}
+    if "snapshot" in request.GET:
+        initial["snapshot"] = request.GET["snapshot"]
+    latest_final = Checkpoint.objects.filter(project=project).order_by("-is_final", "-id").first()
+    if latest_final is not None:
+        initial["start_checkpoint"] = latest_final.pk
+    form = RunForm(project, request.POST or None, initial=initial)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                run = services.start_run(
+                    form.cleaned_data["snapshot"],
+                    form.cleaned_data["start_checkpoint"],
+                    form.hyperparameters(),
+                    reference_checkpoint=form.cleaned_data["reference_checkpoint"],
+                    created_by=current_user(request),
+                )
+            except services.RunRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                return see_other(reverse("training:run", args=[project.id, run.pk]))
+    context = {"project": project, "membership": membership, "form": form, "partial": "run-form"}
+    return render_page(request, "training/run_form.html", context, status=status)
+
+
+def _charts(run: TrainingRun) -> list[str]:
+    rows = list(RunMetric.objects.filter(run=run).values_list("split", "step", "values"))
+    charts = []
+    for key, title in PLOTTED:
+        series: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
+        for split, step, values in rows:
+            value = values.get(key)
+            if isinstance(value, int | float):
+                series.setdefault(split, []).append((step, float(value)))
+        # line_chart builds markup from numbers and our own titles only.
+        charts.append(mark_safe(line_chart(title, series)))
+    return charts
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    membership = reviewer_or_403(request, project_id)
+    run = get_object_or_404(
+        TrainingRun.objects.select_related("snapshot", "start_checkpoint", "reference_checkpoint"),
+        project=membership.project,
+        id=run_id,
+    )
+    context = {
+        "project": membership.project,
+        "membership": membership,
+        "run": run,
+        "charts": _charts(run),
+        "checkpoints": run.checkpoints.order_by("step"),
+        "sampling_form": SamplingForm(membership.project),
+        "partial": "run-live",
+    }
+    return render_page(request, "training/run.html", context)
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    membership = manager_or_403(request, project_id)
+    run = get_object_or_404(TrainingRun, project=membership.project, id=run_id)
+    if services.request_cancel(run):
+        messages.info(request, "Cancelling: the run saves a checkpoint and stops.")
+    else:
+        messages.info(request, f"Run {run.pk} has already ended.")
+    return see_other(reverse("training:run", args=[project_id, run.pk]))
+
+
+@login_required
+@require_POST
+def sampling_create(request: HttpRequest, project_id: int, checkpoint_id: int) -> HttpResponse:
+    membership = manager_or_403(request, project_id)
+    project = membership.project
+    checkpoint = get_object_or_404(Checkpoint, project=project, id=checkpoint_id)
+    form = SamplingForm(project, request.POST)
+    if form.is_valid():
+        try:
+            job = services.start_sampling(
+                project,
+                checkpoint,
+                pairing=form.cleaned_data["pairing"],
+                selection=form.cleaned_data["selection"],
+                prompt_limit=form.cleaned_data["prompt_limit"],
+                generation=form.generation(),
+                previous_checkpoint=form.cleaned_data["previous_checkpoint"],
+                created_by=current_user(request),
+            )
+        except services.RunRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Sampling job {job.pk} queued with {checkpoint.name}.")
+            return see_other(reverse("training:pipeline", args=[project.id]))
+    context = {
+        "project": project,
+        "membership": membership,
+        "checkpoint": checkpoint,
+        "form": form,
+        "partial": "sampling-form",
+    }
+    return render_page(request, "training/sampling_form.html", context, status=400)
