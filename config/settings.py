@@ -77,6 +77,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A fresh clone has no var/ yet; SQLite cannot create the file's directory itself.
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # A file, not memory: tests start real worker processes that must see the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     # WAL lets the web server read while a worker writes; the timeout waits out short writes
     # instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).update(

@@ -1,8 +1,9 @@
-"""A published snapshot refuses UPDATE and DELETE in the database itself.
+"""A published snapshot refuses UPDATE in the database itself.
 
-The model's save() and delete() already refuse, but a queryset update() or raw SQL bypasses
-them; the trigger makes "a snapshot's bytes never change after its hash was published" hold
-for every writer.
+The model's save() already refuses, but a queryset update() or raw SQL bypasses it; the trigger
+makes "a snapshot never changes after its hash was published" hold for every writer. Deletion
+is refused by the model only: test databases and project clean-up must still be able to
+remove rows (SQLite empties tables with DELETE).
 """
 
 from django.db import migrations
@@ -15,25 +16,18 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER labeling_snapshot_frozen_update BEFORE UPDATE ON labeling_snapshot
     FOR EACH ROW WHEN (OLD.status = 'ready') EXECUTE FUNCTION labeling_snapshot_frozen();
-CREATE TRIGGER labeling_snapshot_frozen_delete BEFORE DELETE ON labeling_snapshot
-    FOR EACH ROW WHEN (OLD.status = 'ready') EXECUTE FUNCTION labeling_snapshot_frozen();
 """
 POSTGRES_DOWN = """
 DROP TRIGGER IF EXISTS labeling_snapshot_frozen_update ON labeling_snapshot;
-DROP TRIGGER IF EXISTS labeling_snapshot_frozen_delete ON labeling_snapshot;
 DROP FUNCTION IF EXISTS labeling_snapshot_frozen();
 """
 SQLITE_UP = [
     """CREATE TRIGGER labeling_snapshot_frozen_update BEFORE UPDATE ON labeling_snapshot
     FOR EACH ROW WHEN OLD.status = 'ready'
     BEGIN SELECT RAISE(ABORT, 'snapshot is published and immutable'); END;""",
-    """CREATE TRIGGER labeling_snapshot_frozen_delete BEFORE DELETE ON labeling_snapshot
-    FOR EACH ROW WHEN OLD.status = 'ready'
-    BEGIN SELECT RAISE(ABORT, 'snapshot is published and immutable'); END;""",
 ]
 SQLITE_DOWN = [
     "DROP TRIGGER IF EXISTS labeling_snapshot_frozen_update;",
-    "DROP TRIGGER IF EXISTS labeling_snapshot_frozen_delete;",
 ]
 
 
