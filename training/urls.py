@@ -19,7 +19,11 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/runs/new/", views.run_create, name="run_create"),
     path("projects/<int:project_id>/runs/<int:run_id>/", views.run_detail, name="run"),
-    path("projects/<int:project_id>/runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path(
+        "projects/<int:project_id>/runs/<int:run_id>/cancel/",
+        views.run_cancel,
+        name="run_cancel",
+    ),
     path(
         "projects/<int:project_id>/checkpoints/<int:checkpoint_id>/sample/",
         views.sampling_create,

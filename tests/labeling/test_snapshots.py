@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, transaction
 
 from labeling.importers import ImportKind, import_file
-from labeling.models import Comparison, JobStatus, Role, Snapshot, SnapshotFrozen, Vote
+from labeling.models import Comparison, JobStatus, Role, Snapshot, SnapshotFrozen
 from labeling.services import VoteInput, cast_vote, lease_next_comparison
 from labeling.snapshots import build_snapshot, request_snapshot, snapshot_file
 from tests.conftest import make_user
@@ -136,7 +136,10 @@ def test_chat_prompts_make_every_row_conversational(make_project):
 @pytest.mark.django_db
 def test_gold_items_and_imported_preferences(make_project):
     project = make_project("Gold", pairs=0)
-    data = b'{"prompt": "Q", "chosen": "good", "rejected": "bad"}\n{"prompt": "G", "chosen": "g1", "rejected": "g2"}'
+    data = (
+        b'{"prompt": "Q", "chosen": "good", "rejected": "bad"}\n'
+        b'{"prompt": "G", "chosen": "g1", "rejected": "g2"}'
+    )
     import_file(project, data, "prefs.jsonl", ImportKind.PREFERENCES)
     Comparison.objects.filter(prompt__text="G").update(is_gold=True)
     snapshot = build_snapshot(request_snapshot(project, "every_vote").id)
@@ -179,4 +182,4 @@ def test_bad_policy_is_refused(voted_project):
         request_snapshot(project, "best_of")
     with pytest.raises(ValueError, match="min_agreement"):
         request_snapshot(project, "majority", 1.5)
-    assert not Vote.objects.filter(comparison__project=project).count() == 0
+    assert not Snapshot.objects.filter(project=project).exists()

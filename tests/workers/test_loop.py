@@ -7,10 +7,10 @@ import pytest
 from labeling.models import Comparison, JobStatus, Role, Snapshot
 from labeling.services import VoteInput, cast_vote, lease_next_comparison
 from labeling.snapshots import export_snapshot
-from training.models import Checkpoint, RunMetric, RunStatus, SamplingJob, TrainingRun
-from training.services import request_cancel, start_run, start_sampling
 from tests.conftest import make_user
 from tests.workers.conftest import wait_for
+from training.models import Checkpoint, RunMetric, RunStatus, SamplingJob, TrainingRun
+from training.services import request_cancel, start_run, start_sampling
 
 pytestmark = [pytest.mark.slow]
 

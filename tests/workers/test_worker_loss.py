@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
-from training.models import Checkpoint, RunStatus, TrainingRun
-from training.services import recover_lost_runs, start_run
 from tests.workers.conftest import wait_for
 from tests.workers.test_loop import TINY_RUN, finished, labeled_project, ready_snapshot
+from training.models import Checkpoint, RunStatus, TrainingRun
+from training.services import recover_lost_runs, start_run
 
 pytestmark = [pytest.mark.slow]
 
@@ -45,8 +46,8 @@ def test_sigkilled_worker_run_is_resumed_from_its_checkpoint(
     assert run.status == RunStatus.SUCCEEDED, (run.error, second.log())
     assert run.attempts == 2
     assert run.step == 400
-    log = TrainingRun.objects.get(id=run.id).out_dir + "/engine.log"
-    assert "resum" in open(log).read().lower()
+    engine_log = Path(TrainingRun.objects.get(id=run.id).out_dir) / "engine.log"
+    assert "resum" in engine_log.read_text().lower()
 
 
 @pytest.mark.django_db
