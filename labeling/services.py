@@ -172,7 +172,7 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
                 )
         except IntegrityError:
             raise VoteRejected("You have already voted on this comparison.") from None
-    logger.info("vote %s by user %s on comparison %s", created.pk, user.pk, comparison.id)
+    logger.debug("vote %s by user %s on comparison %s", created.pk, user.pk, comparison.id)
     return created
 
 

@@ -63,6 +63,9 @@ class RunForm(forms.Form):
         )  # fmt: skip
         params = {key: self.cleaned_data[key] for key in keys}
         params["max_prompt_length"] = params["max_length"] // 2
+        # Every step's metrics feed the run page's plots; eval every 10 steps and at the end.
+        params["log_every"] = 1
+        params["eval_every"] = 10
         return params
 
 

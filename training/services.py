@@ -159,12 +159,15 @@ def _record_event(run: TrainingRun, event: dict[str, Any]) -> None:
         RunMetric.objects.update_or_create(
             run=run, split=kind, step=step, defaults={"values": values}
         )
-        updates: dict[str, Any] = {"latest_metrics": values}
         if kind == "train":
-            updates.update(step=step, eta_seconds=event.get("eta_seconds"))
+            updates: dict[str, Any] = {
+                "latest_metrics": values,
+                "step": step,
+                "eta_seconds": event.get("eta_seconds"),
+            }
             if event.get("total_steps"):
                 updates["total_steps"] = int(event["total_steps"])
-        TrainingRun.objects.filter(id=run.pk).update(**updates)
+            TrainingRun.objects.filter(id=run.pk).update(**updates)
     elif kind == "start" and event.get("total_steps"):
         TrainingRun.objects.filter(id=run.pk).update(total_steps=int(event["total_steps"]))
     elif kind == "checkpoint" and event.get("path"):
