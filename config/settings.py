@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "template_partials",
     "labeling",
     "training",
+    "api",
 ]
 
 MIDDLEWARE = [
