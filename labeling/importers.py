@@ -127,6 +127,13 @@ def _records(text: str, file_format: str) -> Iterator[tuple[int, Any]]:
         yield reader.line_num, {key.strip(): value for key, value in record.items() if key}
 
 
+def _no_nul(value: str, key: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it here keeps SQLite and PostgreSQL alike.
+    if "\x00" in value:
+        raise RowError(f"field {key!r} contains a NUL character")
+    return value
+
+
 def _text(record: dict[str, Any], key: str, *, required: bool = True) -> str:
     if key not in record or record[key] is None:
         if required:
@@ -137,7 +144,7 @@ def _text(record: dict[str, Any], key: str, *, required: bool = True) -> str:
         raise RowError(f"field {key!r} must be a string, not {type(value).__name__}")
     if required and not value.strip():
         raise RowError(f"field {key!r} is empty")
-    return value
+    return _no_nul(value, key)
 
 
 def _messages(value: Any, key: str) -> list[dict[str, str]]:
@@ -152,7 +159,7 @@ def _messages(value: Any, key: str) -> list[dict[str, str]]:
             raise RowError(f"{key}[{index}] has role {role!r}; use system, user or assistant")
         if not isinstance(content, str) or not content.strip():
             raise RowError(f"{key}[{index}] has empty or non-string content")
-        messages.append({"role": role, "content": content})
+        messages.append({"role": role, "content": _no_nul(content, f"{key}[{index}]")})
     return messages
 
 
@@ -181,7 +188,7 @@ def _response(value: Any, key: str) -> str:
         raise RowError(f"field {key!r} must be a string or a list of messages")
     if not value.strip():
         raise RowError(f"field {key!r} is empty")
-    return value
+    return _no_nul(value, key)
 
 
 def _parse_preference(record: dict[str, Any], row: ParsedRow) -> None:

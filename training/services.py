@@ -454,6 +454,14 @@ def execute_sampling(job_id: int) -> SamplingJob | None:
     return job
 
 
+_CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
+
+
+def clean_model_output(text: str) -> str:
+    """Model output is untrusted: drop NUL and other control characters before storing it."""
+    return text.translate(_CONTROL_CHARACTERS)
+
+
 def _open_round(
     job: SamplingJob,
     prompts: list[Prompt],
@@ -468,6 +476,8 @@ def _open_round(
         row_b = rows_b_by_prompt.get(row_a["id"])
         if row_b is None:
             continue
+        for row in (row_a, row_b):
+            row["completion"] = clean_model_output(row["completion"])
         if row_a["completion"].strip() == row_b["completion"].strip() or not (
             row_a["completion"].strip() and row_b["completion"].strip()
         ):

@@ -11,6 +11,13 @@
 
   function voteForm() { return document.getElementById("vote-form"); }
 
+  // A fast typist can press Enter in the few milliseconds between htmx swapping in a new
+  // form and wiring it up; process it first so the vote never falls back to a full reload.
+  function submit(form) {
+    if (window.htmx) { window.htmx.process(form); }
+    form.requestSubmit();
+  }
+
   document.addEventListener("click", function (event) {
     if (event.target instanceof Element && event.target.closest("[data-open-guidelines]")) {
       document.getElementById("guidelines").showModal();
@@ -23,7 +30,7 @@
     if (event.target instanceof HTMLTextAreaElement) {
       if (event.key === "Enter" && event.ctrlKey && form) {
         event.preventDefault();
-        form.requestSubmit();
+        submit(form);
       } else if (event.key === "Escape") {
         event.target.blur();
       }
@@ -39,13 +46,13 @@
     }
     if (key === "u") {
       const undo = document.getElementById("undo-form");
-      if (undo) { event.preventDefault(); undo.requestSubmit(); }
+      if (undo) { event.preventDefault(); submit(undo); }
       return;
     }
     if (!form) { return; }
     if (key === "enter") {
       event.preventDefault();
-      form.requestSubmit();
+      submit(form);
       return;
     }
     if (key === "r") {

@@ -18,6 +18,16 @@ HOSTILE_PAIR = {
 }
 
 
+def open_workbench(page, live_server, project, username: str) -> None:
+    page.goto(f"{live_server.url}/accounts/login/?next=/projects/{project.id}/annotate/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"pw-{username}")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#workbench")
+    # Keys pressed before the page's scripts run would do nothing or submit a plain form.
+    page.wait_for_function("window.htmx !== undefined && document.readyState === 'complete'")
+
+
 def current_comparison(page) -> int:
     return int(page.locator("article.comparison").get_attribute("data-comparison"))
 
@@ -40,11 +50,7 @@ def test_annotator_labels_three_with_the_keyboard_and_undoes_one(live_server, pa
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
 
-    page.goto(f"{live_server.url}/accounts/login/?next=/projects/{project.id}/annotate/")
-    page.fill("#id_username", "keyboard_kim")
-    page.fill("#id_password", "pw-keyboard_kim")
-    page.click("button[type=submit]")
-    page.wait_for_selector("#vote-form")
+    open_workbench(page, live_server, project, "keyboard_kim")
     page.evaluate("window.__sameDocument = true")
 
     first = current_comparison(page)
@@ -83,11 +89,7 @@ def test_hostile_markup_is_shown_as_text_and_never_runs(live_server, page, make_
     annotator = make_user("careful_cam")
     project = make_project("Hostile", pairs=0, members={annotator: Role.ANNOTATOR})
     import_file(project, json.dumps(HOSTILE_PAIR).encode(), "hostile.jsonl", ImportKind.PAIRS)
-    page.goto(f"{live_server.url}/accounts/login/?next=/projects/{project.id}/annotate/")
-    page.fill("#id_username", "careful_cam")
-    page.fill("#id_password", "pw-careful_cam")
-    page.click("button[type=submit]")
-    page.wait_for_selector("#vote-form")
+    open_workbench(page, live_server, project, "careful_cam")
     page.locator("text=Say hi").wait_for()
     assert "<script>" in page.locator(".prompt").inner_text()
     assert page.locator("article img, article svg, article script").count() == 0

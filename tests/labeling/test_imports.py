@@ -170,3 +170,10 @@ def test_management_command_imports_and_reports_errors(empty_project, tmp_path, 
     bad.write_bytes(jsonl({"prompt": "Q"}))
     with pytest.raises(CommandError, match="line 1: missing field 'response_a'"):
         call_command("import_data", str(empty_project.id), str(bad), "--kind", "pairs")
+
+
+@pytest.mark.django_db
+def test_nul_characters_are_refused_by_name(empty_project):
+    data = jsonl({"prompt": "Q", "response_a": "a\u0000b", "response_b": "c"})
+    with pytest.raises(ImportFailed, match="line 1: field 'response_a' contains a NUL"):
+        import_file(empty_project, data, "pairs.jsonl", ImportKind.PAIRS)
