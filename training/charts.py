@@ -6,7 +6,7 @@ inject HTML.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 WIDTH, HEIGHT, PAD = 360, 160, 32
 COLOURS = {"train": "#2f5fd0", "eval": "#d9822b"}
@@ -16,7 +16,7 @@ def _format(value: float) -> str:
     return f"{value:.3g}"
 
 
-def line_chart(title: str, series: dict[str, Sequence[tuple[int, float]]]) -> str:
+def line_chart(title: str, series: Mapping[str, Sequence[tuple[int, float]]]) -> str:
     points = [(x, y) for values in series.values() for x, y in values]
     if not points:
         empty = '<p class="empty">No data yet.</p>'

@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,7 @@ def recover_lost_runs(now: Any = None) -> list[tuple[int, str]]:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.PREFLAB_HEARTBEAT_TIMEOUT_SECONDS)
     outcomes: list[tuple[int, str]] = []
+    status: str
     stale = TrainingRun.objects.filter(status=RunStatus.RUNNING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
     )
@@ -310,7 +312,7 @@ def recover_lost_runs(now: Any = None) -> list[tuple[int, str]]:
                     error=f"Worker lost (last heartbeat {seen}); resuming.",
                 )
                 if moved:
-                    transaction.on_commit(lambda run_id=run.pk: train_run.delay(run_id))
+                    transaction.on_commit(partial(train_run.delay, run.pk))
                     outcomes.append((run.pk, RunStatus.QUEUED))
         else:
             status = RunStatus.CANCELLED if run.cancel_requested else RunStatus.FAILED
@@ -323,8 +325,8 @@ def recover_lost_runs(now: Any = None) -> list[tuple[int, str]]:
             )
             if moved:
                 outcomes.append((run.pk, status))
-    for run_id, status in outcomes:
-        logger.warning("run %s had a stale heartbeat; now %s", run_id, status)
+    for run_id, outcome in outcomes:
+        logger.warning("run %s had a stale heartbeat; now %s", run_id, outcome)
     return outcomes
 
 

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling.models import JobStatus, Snapshot
@@ -91,7 +91,7 @@ def snapshot_detail(request: HttpRequest, project_id: int, snapshot_id: int) -> 
 @require_GET
 def snapshot_download(
     request: HttpRequest, project_id: int, snapshot_id: int, file_format: str
-) -> HttpResponse:
+) -> FileResponse:
     membership = reviewer_or_403(request, project_id)
     snapshot = get_object_or_404(
         Snapshot, project=membership.project, id=snapshot_id, status=JobStatus.READY
@@ -138,7 +138,7 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
     return render_page(request, "training/run_form.html", context, status=status)
 
 
-def _charts(run: TrainingRun) -> list[str]:
+def _charts(run: TrainingRun) -> list[SafeString]:
     rows = list(RunMetric.objects.filter(run=run).values_list("split", "step", "values"))
     charts = []
     for key, title in PLOTTED:
