@@ -27,15 +27,23 @@ def tokenize(rows, tokenizer, max_length=64, max_prompt_length=32):
     [
         ({"prompt": "p", "chosen": "yes"}, "line 2: missing column 'rejected'"),
         ({"prompt": "p", "chosen": "  ", "rejected": "no"}, "line 2: 'chosen' is empty"),
-        ({"prompt": "p", "chosen": "same", "rejected": "same"}, "line 2: 'chosen' and 'rejected' "
-                                                              "are identical"),
+        (
+            {"prompt": "p", "chosen": "same", "rejected": "same"},
+            "line 2: 'chosen' and 'rejected' are identical",
+        ),
         ({"prompt": "p", "chosen": 3, "rejected": "no"}, "line 2: 'chosen' must be a string"),
-        ({"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}, "line 2: 'prompt' "
-                                                                          "message 0"),
-        ({"prompt": "p", "chosen": [{"role": "assistant", "content": ""}], "rejected": "no"},
-         "line 2: 'chosen' is empty"),
-        ({"prompt": "p", "chosen": "bad \ud800 text", "rejected": "no"},
-         "line 2: 'chosen' holds undecodable text"),
+        (
+            {"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"},
+            "line 2: 'prompt' message 0",
+        ),
+        (
+            {"prompt": "p", "chosen": [{"role": "assistant", "content": ""}], "rejected": "no"},
+            "line 2: 'chosen' is empty",
+        ),
+        (
+            {"prompt": "p", "chosen": "bad \ud800 text", "rejected": "no"},
+            "line 2: 'chosen' holds undecodable text",
+        ),
     ],
 )
 def test_each_bad_row_is_named(tokenizer, row, message):
@@ -44,8 +52,11 @@ def test_each_bad_row_is_named(tokenizer, row, message):
 
 
 def test_a_pair_that_cannot_fit_even_truncated_is_named(tokenizer):
-    row = {"prompt": "p" * 50, "chosen": "same start " * 5 + "A", "rejected": "same start " * 5
-           + "B"}
+    row = {
+        "prompt": "p" * 50,
+        "chosen": "same start " * 5 + "A",
+        "rejected": "same start " * 5 + "B",
+    }
     with pytest.raises(DataError, match="line 2: the pair cannot fit"):
         tokenize([GOOD, row], tokenizer, max_length=40, max_prompt_length=20)
 

@@ -27,8 +27,14 @@ print("ok")
 
 def test_the_engine_imports_without_django_in_a_fresh_interpreter():
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

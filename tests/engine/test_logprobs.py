@@ -73,10 +73,12 @@ def test_one_concatenated_pass_equals_two_separate_passes(model):
     k = len(examples)
     wrapper = SequenceLogps(model)
     together, _ = wrapper(**collate_pairs(examples, pad_id=0))
-    chosen, _ = wrapper(**collate_sequences([e.prompt_ids for e in examples],
-                                            [e.chosen_ids for e in examples], 0))
-    rejected, _ = wrapper(**collate_sequences([e.prompt_ids for e in examples],
-                                              [e.rejected_ids for e in examples], 0))
+    chosen, _ = wrapper(
+        **collate_sequences([e.prompt_ids for e in examples], [e.chosen_ids for e in examples], 0)
+    )
+    rejected, _ = wrapper(
+        **collate_sequences([e.prompt_ids for e in examples], [e.rejected_ids for e in examples], 0)
+    )
     torch.testing.assert_close(together[:k], chosen, rtol=0, atol=1e-5)
     torch.testing.assert_close(together[k:], rejected, rtol=0, atol=1e-5)
 
@@ -119,3 +121,18 @@ def test_collated_label_mask_covers_exactly_the_responses():
     assert batch["input_ids"].tolist() == [[1, 7, 8, 2], [1, 9, 2, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     assert batch["label_mask"].int().tolist() == [[0, 0, 1, 1], [0, 1, 1, 0]]
+
+
+def test_under_bf16_autocast_log_probs_stay_float32_and_close():
+    gen = torch.Generator().manual_seed(6)
+    hidden = torch.randn(20, 32, generator=gen, requires_grad=True)
+    weight = torch.randn(100, 32, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 100, (20,), generator=gen)
+    exact = chunked_token_logps(hidden, weight, None, targets, chunk_size=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = chunked_token_logps(hidden, weight, None, targets, chunk_size=6)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, exact, rtol=0.05, atol=0.3)
+    mixed.sum().backward()
+    assert hidden.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+    assert torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0

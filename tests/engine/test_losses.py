@@ -65,18 +65,35 @@ def test_losses_rewards_and_gradients_equal_float64_formulas(loss_type, eps, ref
     rr = torch.randn(n, generator=gen, dtype=torch.float64) * 20 - 60
 
     losses, chosen, rejected = preference_loss(
-        pc, pr, rc, rr, beta, label_smoothing=eps, loss_type=loss_type,
+        pc,
+        pr,
+        rc,
+        rr,
+        beta,
+        label_smoothing=eps,
+        loss_type=loss_type,
         reference_free=reference_free,
     )
-    args = (pc.tolist(), pr.tolist(), rc.tolist(), rr.tolist(), beta, eps, loss_type,
-            reference_free)
+    args = (
+        pc.tolist(),
+        pr.tolist(),
+        rc.tolist(),
+        rr.tolist(),
+        beta,
+        eps,
+        loss_type,
+        reference_free,
+    )
     want_losses, want_chosen, want_rejected = reference_implementation(*args)
-    torch.testing.assert_close(losses.detach(), torch.tensor(want_losses, dtype=torch.float64),
-                               rtol=0, atol=1e-6)
-    torch.testing.assert_close(chosen, torch.tensor(want_chosen, dtype=torch.float64),
-                               rtol=0, atol=1e-6)
-    torch.testing.assert_close(rejected, torch.tensor(want_rejected, dtype=torch.float64),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        losses.detach(), torch.tensor(want_losses, dtype=torch.float64), rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        chosen, torch.tensor(want_chosen, dtype=torch.float64), rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        rejected, torch.tensor(want_rejected, dtype=torch.float64), rtol=0, atol=1e-6
+    )
     assert not chosen.requires_grad and not rejected.requires_grad
 
     losses.sum().backward()
@@ -92,11 +109,15 @@ def test_float32_inputs_match_float64_formulas():
     want, want_c, want_r = reference_implementation(
         *(v.double().tolist() for v in values), 0.1, 0.0, "sigmoid", False
     )
-    torch.testing.assert_close(losses.double(), torch.tensor(want, dtype=torch.float64),
-                               rtol=0, atol=1e-6)
-    torch.testing.assert_close(chosen.double() - rejected.double(),
-                               torch.tensor(want_c, dtype=torch.float64)
-                               - torch.tensor(want_r, dtype=torch.float64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        losses.double(), torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(
+        chosen.double() - rejected.double(),
+        torch.tensor(want_c, dtype=torch.float64) - torch.tensor(want_r, dtype=torch.float64),
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def test_loss_is_ln2_when_policy_equals_reference():

@@ -25,8 +25,14 @@ def test_an_interrupted_and_resumed_run_gives_the_same_losses(tmp_path, pairs_fi
     data = pairs_file(12)
     # 3 steps per epoch, 7 steps: the resume point (step 3) sits on an epoch boundary and
     # training goes on through a second epoch boundary
-    common = {"batch_size": 4, "micro_batch_size": 2, "max_steps": 7, "save_every": 3,
-              "warmup_steps": 2, "lora_dropout": 0.0}
+    common = {
+        "batch_size": 4,
+        "micro_batch_size": 2,
+        "max_steps": 7,
+        "save_every": 3,
+        "warmup_steps": 2,
+        "lora_dropout": 0.0,
+    }
     full = run_config(data, name="full.json", out_dir=str(tmp_path / "full"), **common)
     assert engine("train", "--config", str(full)) == EXIT_OK
     full_losses = [e["loss"] for e in events(tmp_path / "full" / "metrics.jsonl", "train")]
@@ -65,13 +71,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_cancelled_status(
     tmp_path, pairs_file, run_config
 ):
     data = pairs_file(16)
-    config = run_config(data, batch_size=4, micro_batch_size=4, max_steps=300,
-                        learning_rate=1e-4)
+    config = run_config(data, batch_size=4, micro_batch_size=4, max_steps=300, learning_rate=1e-4)
     metrics = tmp_path / "out" / "metrics.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "training.engine", "--quiet", "train", "--config", str(config)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 90

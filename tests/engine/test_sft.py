@@ -13,20 +13,21 @@ from .conftest import engine, events, synthetic_pairs, write_jsonl
 
 
 def test_sft_lowers_the_nll_of_held_out_demonstrations(tmp_path, tiny_model, run_config):
-    train = write_jsonl(tmp_path / "train.jsonl", [
-        {"prompt": r["prompt"], "completion": r["chosen"]} for r in synthetic_pairs(64, seed=2)
-    ])
-    held_out = write_jsonl(tmp_path / "eval.jsonl", [
-        {"prompt": r["prompt"], "completion": r["chosen"]} for r in synthetic_pairs(16, seed=3)
-    ])
+    train = write_jsonl(
+        tmp_path / "train.jsonl",
+        [{"prompt": r["prompt"], "completion": r["chosen"]} for r in synthetic_pairs(64, seed=2)],
+    )
+    held_out = write_jsonl(
+        tmp_path / "eval.jsonl",
+        [{"prompt": r["prompt"], "completion": r["chosen"]} for r in synthetic_pairs(16, seed=3)],
+    )
     tokenizer = load_tokenizer(str(tiny_model))
     examples = tokenize_sft(read_records(held_out), Tokenization(tokenizer, 128, 64))
     with torch.no_grad():
         logps, counts = SequenceLogps(load_causal_lm(str(tiny_model)))(**collate_sft(examples, 0))
     nll_before = float(-logps.sum() / counts.sum())
 
-    config = run_config(train, eval_data=str(held_out), epochs=2, learning_rate=3e-3,
-                        log_every=4)
+    config = run_config(train, eval_data=str(held_out), epochs=2, learning_rate=3e-3, log_every=4)
     assert engine("sft", "--config", str(config)) == EXIT_OK
     (final_eval,) = events(tmp_path / "out" / "metrics.jsonl", "eval")
     assert final_eval["loss"] < nll_before - 1.0

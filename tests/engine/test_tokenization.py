@@ -62,8 +62,14 @@ def test_plain_text_gets_one_bos_and_responses_end_with_eos(tokenizer):
 def test_truncation_keeps_the_prompt_end_and_response_start_and_is_counted(tokenizer):
     tokenization = Tokenization(tokenizer, max_length=20, max_prompt_length=8)
     rows = [
-        Record("line 1", {"prompt": "abcdefghijklmnop", "chosen": "ABCDEFGHIJKLMNOP",
-                          "rejected": "XBCDEFGHIJKLMNOP"}),
+        Record(
+            "line 1",
+            {
+                "prompt": "abcdefghijklmnop",
+                "chosen": "ABCDEFGHIJKLMNOP",
+                "rejected": "XBCDEFGHIJKLMNOP",
+            },
+        ),
         Record("line 2", {"prompt": "short", "chosen": "yes", "rejected": "no"}),
     ]
     first, second = tokenize_pairs(rows, tokenization)

@@ -27,20 +27,41 @@ def test_first_step_loss_is_ln2_when_the_policy_is_the_reference(tmp_path, pairs
     (first,) = events(tmp_path / "out" / "metrics.jsonl", "train")
     assert abs(first["loss"] - math.log(2)) < 1e-5
     assert first["reward_margin"] == 0.0 or abs(first["reward_margin"]) < 1e-6
-    for key in ("step", "total_steps", "epoch", "eta_seconds", "reward_accuracy",
-                "chosen_reward", "rejected_reward", "chosen_logps", "rejected_logps",
-                "grad_norm", "learning_rate", "tokens_per_second", "pairs_per_second"):
+    for key in (
+        "step",
+        "total_steps",
+        "epoch",
+        "eta_seconds",
+        "reward_accuracy",
+        "chosen_reward",
+        "rejected_reward",
+        "chosen_logps",
+        "rejected_logps",
+        "grad_norm",
+        "learning_rate",
+        "tokens_per_second",
+        "pairs_per_second",
+    ):
         assert key in first, key
 
 
-def test_first_steps_match_an_independent_implementation(tmp_path, tiny_model, pairs_file,
-                                                          run_config):
+def test_first_steps_match_an_independent_implementation(
+    tmp_path, tiny_model, pairs_file, run_config
+):
     """Full-batch steps: naive full log-softmax, separate chosen/rejected passes, the loss in
     float64 from DPO.md, and torch's AdamW, against the engine's metrics."""
     data = pairs_file(8)
     beta, lr, steps = 0.5, 1e-3, 3
-    config = run_config(data, batch_size=8, micro_batch_size=4, beta=beta, learning_rate=lr,
-                        max_steps=steps, lr_schedule="constant", max_grad_norm=None)
+    config = run_config(
+        data,
+        batch_size=8,
+        micro_batch_size=4,
+        beta=beta,
+        learning_rate=lr,
+        max_steps=steps,
+        lr_schedule="constant",
+        max_grad_norm=None,
+    )
     assert engine("train", "--config", str(config)) == EXIT_OK
     ours = [e["loss"] for e in events(tmp_path / "out" / "metrics.jsonl", "train")]
 
@@ -72,8 +93,15 @@ def test_first_steps_match_an_independent_implementation(tmp_path, tiny_model, p
 
 def test_synthetic_preferences_are_learned(tmp_path, pairs_file, run_config):
     data = pairs_file(96, seed=1)
-    config = run_config(data, eval_fraction=0.25, epochs=3, eval_every=3, beta=0.1,
-                        learning_rate=1e-3, warmup_steps=2)
+    config = run_config(
+        data,
+        eval_fraction=0.25,
+        epochs=3,
+        eval_every=3,
+        beta=0.1,
+        learning_rate=1e-3,
+        warmup_steps=2,
+    )
     assert engine("train", "--config", str(config)) == EXIT_OK
     out = tmp_path / "out"
     evals = events(out / "metrics.jsonl", "eval")
@@ -81,9 +109,16 @@ def test_synthetic_preferences_are_learned(tmp_path, pairs_file, run_config):
     assert evals[-1]["reward_margin"] > evals[0]["reward_margin"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "succeeded" and summary["eval"]["pairs"] == 24
-    before = load_file(str(Path(json.loads((out / summary["final_checkpoint"]
-                                            / "engine_config.json").read_text())["model"])
-                            / "model.safetensors"))
+    before = load_file(
+        str(
+            Path(
+                json.loads((out / summary["final_checkpoint"] / "engine_config.json").read_text())[
+                    "model"
+                ]
+            )
+            / "model.safetensors"
+        )
+    )
     after = weights(Path(summary["final_checkpoint"]))
     unchanged = [k for k in before if torch.equal(before[k], after[k])]
     assert not unchanged, unchanged
@@ -98,9 +133,18 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path, pairs_file, run_
     data = pairs_file(6)
     finals = []
     for micro in (8, 4, 1):
-        config = run_config(data, name=f"run{micro}.json", out_dir=str(tmp_path / f"o{micro}"),
-                            batch_size=8, micro_batch_size=micro, max_steps=1, learning_rate=1.0,
-                            adam_epsilon=1.0, max_grad_norm=None, length_bucketing=False)
+        config = run_config(
+            data,
+            name=f"run{micro}.json",
+            out_dir=str(tmp_path / f"o{micro}"),
+            batch_size=8,
+            micro_batch_size=micro,
+            max_steps=1,
+            learning_rate=1.0,
+            adam_epsilon=1.0,
+            max_grad_norm=None,
+            length_bucketing=False,
+        )
         assert engine("train", "--config", str(config)) == EXIT_OK
         finals.append(weights(tmp_path / f"o{micro}" / "checkpoint-000001"))
     for other in finals[1:]:
@@ -112,15 +156,26 @@ def test_reference_log_probs_are_cached_and_reused(tmp_path, pairs_file, run_con
     data = pairs_file(8)
     cache = tmp_path / "cache"
     for name in ("a", "b"):
-        config = run_config(data, name=f"{name}.json", out_dir=str(tmp_path / name),
-                            cache_dir=str(cache), max_steps=1)
+        config = run_config(
+            data,
+            name=f"{name}.json",
+            out_dir=str(tmp_path / name),
+            cache_dir=str(cache),
+            max_steps=1,
+        )
         assert engine("train", "--config", str(config)) == EXIT_OK
     (first,) = events(tmp_path / "a" / "metrics.jsonl", "reference")
     (second,) = events(tmp_path / "b" / "metrics.jsonl", "reference")
     assert not first["cached"] and second["cached"]
     # other tokenisation settings make another cache entry
-    config = run_config(data, name="c.json", out_dir=str(tmp_path / "c"), cache_dir=str(cache),
-                        max_steps=1, max_length=100)
+    config = run_config(
+        data,
+        name="c.json",
+        out_dir=str(tmp_path / "c"),
+        cache_dir=str(cache),
+        max_steps=1,
+        max_length=100,
+    )
     assert engine("train", "--config", str(config)) == EXIT_OK
     (third,) = events(tmp_path / "c" / "metrics.jsonl", "reference")
     assert not third["cached"] and len(list(cache.iterdir())) == 2
@@ -133,8 +188,9 @@ def test_reference_free_ipo_and_conservative_runs_train(tmp_path, pairs_file, ru
         ("ipo", {"loss_type": "ipo"}),
         ("cdpo", {"label_smoothing": 0.1}),
     ):
-        config = run_config(data, name=f"{name}.json", out_dir=str(tmp_path / name),
-                            max_steps=2, **extra)
+        config = run_config(
+            data, name=f"{name}.json", out_dir=str(tmp_path / name), max_steps=2, **extra
+        )
         assert engine("train", "--config", str(config)) == EXIT_OK
         metrics = tmp_path / name / "metrics.jsonl"
         assert bool(events(metrics, "reference")) is not extra.get("reference_free", False)
@@ -146,8 +202,9 @@ def test_reference_free_ipo_and_conservative_runs_train(tmp_path, pairs_file, ru
 
 
 def test_lora_trains_an_adapter_against_the_base_model(tmp_path, pairs_file, run_config):
-    config = run_config(pairs_file(16), lora=True, lora_r=4, max_steps=3,
-                        gradient_checkpointing=True)
+    config = run_config(
+        pairs_file(16), lora=True, lora_r=4, max_steps=3, gradient_checkpointing=True
+    )
     assert engine("train", "--config", str(config)) == EXIT_OK
     out = tmp_path / "out"
     first = events(out / "metrics.jsonl", "train")[0]
@@ -155,16 +212,21 @@ def test_lora_trains_an_adapter_against_the_base_model(tmp_path, pairs_file, run
     final = out / "checkpoint-000003"
     assert (final / "adapter_model.safetensors").is_file()
     assert not (final / "model.safetensors").exists()
-    merged = load_causal_lm(str(final / "merged"))
+    (done,) = events(out / "metrics.jsonl", "done")
+    assert done["final_checkpoint"] == str(final / "merged")
+    merged = load_causal_lm(done["final_checkpoint"])
     assert merged.config.num_hidden_layers == 2
     assert not any(n.startswith("base_model") for n, _ in merged.named_parameters())
 
 
 def test_chat_data_trains(tmp_path, run_config):
     rows = [
-        {"prompt": [{"role": "user", "content": f"question {i}"}],
-         "chosen": [{"role": "assistant", "content": f"good answer {i}"}],
-         "rejected": [{"role": "assistant", "content": f"bad {i}"}], "meta": {"x": 1}}
+        {
+            "prompt": [{"role": "user", "content": f"question {i}"}],
+            "chosen": [{"role": "assistant", "content": f"good answer {i}"}],
+            "rejected": [{"role": "assistant", "content": f"bad {i}"}],
+            "meta": {"x": 1},
+        }
         for i in range(8)
     ]
     config = run_config(write_jsonl(tmp_path / "chat.jsonl", rows), max_steps=2)
@@ -184,10 +246,21 @@ def test_parquet_snapshots_are_read(tmp_path, tokenizer):
     import pyarrow.parquet as pq
 
     rows = synthetic_pairs(4)
-    rows[0] = {"prompt": [{"role": "user", "content": "q"}],
-               "chosen": [{"role": "assistant", "content": "a"}],
-               "rejected": [{"role": "assistant", "content": "b"}]}
+    rows[0] = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}],
+    }
     path = tmp_path / "s.parquet"
     pq.write_table(pa.Table.from_pylist(rows[:1]), path)
     (example,) = tokenize_pairs(read_records(path), Tokenization(tokenizer, 64, 32))
     assert example.prompt_ids[0] == tokenizer.bos_token_id
+
+
+def test_only_the_newest_checkpoints_are_kept_when_asked(tmp_path, pairs_file, run_config):
+    config = run_config(pairs_file(8), max_steps=3, save_every=1, keep_checkpoints=2)
+    assert engine("train", "--config", str(config)) == EXIT_OK
+    names = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("check"))
+    assert names == ["checkpoint-000002", "checkpoint-000003"]
+    saved = [e["step"] for e in events(tmp_path / "out" / "metrics.jsonl", "checkpoint")]
+    assert saved == [1, 2, 3]

@@ -69,21 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError) as exc:
         logger.error("%s", exc)
         return EXIT_BAD_INPUT
-    except ValueError as exc:  # bad sampling settings, unsupported model
-        logger.error("%s", exc)
-        return EXIT_BAD_INPUT
     except Exception:
         traceback.print_exc()
         return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .trainer import Cancelled
+    from .session import Cancelled, Objective
 
     if args.command in ("train", "sft"):
         from .trainer import run_training
 
-        objective: object
+        objective: Objective
         if args.command == "train":
             from .dpo import DPOObjective
 
@@ -97,7 +94,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             config = sft_config
             objective = SFTObjective(sft_config)
         try:
-            summary = run_training(config, objective, resume=args.resume)  # type: ignore[arg-type]
+            summary = run_training(config, objective, resume=args.resume)
         except Cancelled as exc:
             logger.warning("cancelled at step %d; checkpoint: %s", exc.step, exc.checkpoint)
             return EXIT_CANCELLED
@@ -120,8 +117,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "tiny-model":
         from .tiny import build_tiny_model
 
-        path = build_tiny_model(args.out, seed=args.seed, hidden_size=args.hidden_size,
-                                num_layers=args.layers)
+        path = build_tiny_model(
+            args.out, seed=args.seed, hidden_size=args.hidden_size, num_layers=args.layers
+        )
         print(path)
         return EXIT_OK
     raise AssertionError(args.command)

@@ -45,7 +45,9 @@ class CommonConfig:
     # --- optimisation ---
     learning_rate: float = 1e-6  # peak AdamW learning rate (DPO paper: 1e-6)
     batch_size: int = 64  # pairs (or SFT examples) per optimizer step, over all processes
-    micro_batch_size: int = 8  # pairs per forward/backward; batch_size / micro_batch_size = accumulation
+    micro_batch_size: int = (
+        8  # pairs per forward/backward; batch_size / micro_batch_size = accumulation
+    )
     epochs: int = 1  # passes over the training data
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     warmup_steps: int = 10  # linear warmup from 0 to learning_rate
@@ -65,7 +67,7 @@ class CommonConfig:
     # --- LoRA (peft) ---
     lora: bool = False  # train a LoRA adapter instead of all weights
     lora_r: int = 16
-    lora_alpha: float = 32.0
+    lora_alpha: int = 32  # the adapter's update is scaled by lora_alpha / lora_r
     lora_dropout: float = 0.0
     lora_target_modules: tuple[str, ...] | None = None  # default: every linear layer but the head
 
@@ -115,7 +117,9 @@ class CommonConfig:
 
     @property
     def metrics_path(self) -> Path:
-        return Path(self.metrics_file) if self.metrics_file else Path(self.out_dir) / "metrics.jsonl"
+        return (
+            Path(self.metrics_file) if self.metrics_file else Path(self.out_dir) / "metrics.jsonl"
+        )
 
     @property
     def accumulation_steps(self) -> int:

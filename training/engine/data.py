@@ -102,7 +102,9 @@ def _read_jsonl(path: Path) -> list[Record]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"{path}: line {number}: undecodable text (not UTF-8: {exc})") from exc
+                raise DataError(
+                    f"{path}: line {number}: undecodable text (not UTF-8: {exc})"
+                ) from exc
             if not line.strip():
                 continue
             try:
@@ -222,12 +224,10 @@ class Tokenization:
         self, where: str, prompt: str | Messages, responses: Sequence[str | Messages]
     ) -> tuple[list[int], list[list[int]]]:
         """Token ids of the prompt and of each response (untruncated)."""
-        chat = isinstance(prompt, list) or any(isinstance(r, list) for r in responses)
-        if not chat:
-            assert isinstance(prompt, str)
+        texts = [r for r in responses if isinstance(r, str)]
+        if isinstance(prompt, str) and len(texts) == len(responses):  # plain text, no chat
             response_ids = []
-            for r in responses:
-                assert isinstance(r, str)
+            for r in texts:
                 ids = self._ids(r, add_special_tokens=False)
                 if self.eos_id is not None:
                     ids.append(self.eos_id)
@@ -240,9 +240,9 @@ class Tokenization:
             prompt_messages, tokenize=False, add_generation_prompt=True
         )
         response_ids = []
-        for r in responses:
+        for reply in responses:
             full_text = self.tokenizer.apply_chat_template(
-                prompt_messages + _as_messages(r, "assistant"), tokenize=False
+                prompt_messages + _as_messages(reply, "assistant"), tokenize=False
             )
             if not full_text.startswith(prompt_text):
                 raise DataError(
@@ -274,7 +274,7 @@ class Tokenization:
 
 
 def tokenize_pairs(records: Sequence[Record], tokenization: Tokenization) -> list[PairExample]:
-    examples = []
+    examples: list[PairExample] = []
     for record in records:
         values = record.values
         fields = {}
@@ -304,7 +304,7 @@ def tokenize_pairs(records: Sequence[Record], tokenization: Tokenization) -> lis
 
 
 def tokenize_sft(records: Sequence[Record], tokenization: Tokenization) -> list[SFTExample]:
-    examples = []
+    examples: list[SFTExample] = []
     for record in records:
         values = record.values
         if "prompt" not in values:

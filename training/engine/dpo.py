@@ -29,7 +29,7 @@ from .data import (
 from .logprobs import SequenceLogps, check_supported
 from .losses import preference_loss
 from .modeling import load_causal_lm, model_identity
-from .trainer import Cancelled, Session
+from .session import Cancelled, Session
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class _Source:
 
     path: str
     examples: list[PairExample]
+    sha256: str = ""  # of the file's bytes: the snapshot hash in the reference-cache key
     reference: torch.Tensor | None = None  # [n, 2] float32: chosen, rejected
 
 
@@ -64,11 +65,17 @@ class DPOObjective:
     def prepare(self, config: DPOConfig, tokenizer: Any) -> None:
         self.pad_id = tokenizer.pad_token_id
         self._tokenization = Tokenization(tokenizer, config.max_length, config.max_prompt_length)
-        main = _Source(config.data, tokenize_pairs(read_records(config.data), self._tokenization))
+        main = _Source(
+            config.data,
+            tokenize_pairs(read_records(config.data), self._tokenization),
+            file_sha256(config.data),
+        )
         self._sources = [main]
         if config.eval_data:
             other = _Source(
-                config.eval_data, tokenize_pairs(read_records(config.eval_data), self._tokenization)
+                config.eval_data,
+                tokenize_pairs(read_records(config.eval_data), self._tokenization),
+                file_sha256(config.eval_data),
             )
             self._sources.append(other)
             self._split = (list(range(len(main.examples))), [])
@@ -103,10 +110,11 @@ class DPOObjective:
     def _cache_file(self, source: _Source, session: Session) -> Path:
         config = self.config
         reference = config.reference_model or config.model
-        assert self._tokenization is not None
+        if self._tokenization is None:
+            raise RuntimeError("prepare() must run before the reference cache is used")
         key_material = {
             "format": CACHE_FORMAT,
-            "data_sha256": file_sha256(source.path),
+            "data_sha256": source.sha256,
             "rows": len(source.examples),
             "reference": model_identity(reference),
             "tokenization": self._tokenization.settings(),
@@ -134,10 +142,13 @@ class DPOObjective:
             session.resume_from is not None and not config.lora
         )
         if cached < len(self._sources) and separate:
-            reference = load_causal_lm(config.reference_model or config.model,
-                                       config.trust_remote_code)
-            check_supported(reference)
-            reference.to(session.device)
+            reference = None  # only the main process runs the pass; the others read the cache
+            if session.accelerator.is_main_process:
+                reference = load_causal_lm(
+                    config.reference_model or config.model, config.trust_remote_code
+                )
+                check_supported(reference)
+                reference.to(session.device)
             self._compute(reference, session)
             del reference  # the reference is never in memory while the policy trains
             gc.collect()
@@ -145,7 +156,9 @@ class DPOObjective:
                 torch.cuda.empty_cache()
         if cached == len(self._sources):
             session.writer.write(
-                "reference", cached=True, seconds=time.perf_counter() - t0,
+                "reference",
+                cached=True,
+                seconds=time.perf_counter() - t0,
                 pairs=sum(len(s.examples) for s in self._sources),
             )
             session.timings["reference_seconds"] = time.perf_counter() - t0
@@ -185,7 +198,9 @@ class DPOObjective:
         seconds = time.perf_counter() - t0
         session.timings["reference_seconds"] = seconds
         session.writer.write(
-            "reference", cached=False, seconds=seconds,
+            "reference",
+            cached=False,
+            seconds=seconds,
             pairs=sum(len(s.examples) for s in pending),
         )
         self._assemble()
@@ -196,14 +211,16 @@ class DPOObjective:
         out = torch.zeros(len(examples), 2, dtype=torch.float32)
         lengths = [e.length for e in examples]
         with torch.no_grad(), session.autocast():
-            for batch in micro_batches(
-                range(len(examples)), lengths, self.config.micro_batch_size
-            ):
+            # no activations are kept for backward, so twice the training micro-batch fits
+            size = 2 * self.config.micro_batch_size
+            for batch in micro_batches(range(len(examples)), lengths, size):
                 if session.stop.requested:
                     session.writer.write("cancelled", step=0, checkpoint=None)
                     raise Cancelled(0, None)
                 k = len(batch)
-                tensors = session.to_device(collate_pairs([examples[i] for i in batch], self.pad_id))
+                tensors = session.to_device(
+                    collate_pairs([examples[i] for i in batch], self.pad_id)
+                )
                 logps, _counts = wrapper(**tensors)
                 logps = logps.float().cpu()
                 out[batch, 0] = logps[:k]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import ConfigError
+
 
 def _accumulation_dtype(compute_dtype: torch.dtype) -> torch.dtype:
     """Log-softmax runs in float32, or float64 when the matmuls do (for gradient checks)."""
@@ -93,7 +95,9 @@ def chunked_token_logps(
     chunk_size: int = 1024,
     compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Float32 (float64 if computing in float64) log-probabilities [N] of ``targets`` under ``log_softmax(hidden @ weight.T + bias)``.
+    """Log-probabilities [N] of ``targets`` under ``log_softmax(hidden @ weight.T + bias)``.
+
+    They are float32 (float64 when computing in float64).
 
     ``compute_dtype`` is the matmul dtype (default: the autocast dtype when autocast is on,
     else ``hidden``'s dtype). Peak extra memory is one [chunk_size, V] float32 block.
@@ -114,11 +118,11 @@ def check_supported(model: nn.Module) -> None:
     """Refuse models whose logits are not a plain linear head over the last hidden state."""
     config = getattr(model, "config", None)
     if getattr(config, "final_logit_softcapping", None):
-        raise ValueError("models with final_logit_softcapping are not supported by the engine")
+        raise ConfigError("models with final_logit_softcapping are not supported by the engine")
     if getattr(config, "logit_scale", 1.0) not in (None, 1.0):
-        raise ValueError("models with a logit_scale are not supported by the engine")
+        raise ConfigError("models with a logit_scale are not supported by the engine")
     if getattr(model, "get_output_embeddings", lambda: None)() is None:
-        raise ValueError("the model has no output embedding (language-model head)")
+        raise ConfigError("the model has no output embedding (language-model head)")
 
 
 class SequenceLogps(nn.Module):
@@ -130,7 +134,7 @@ class SequenceLogps(nn.Module):
 
     def __init__(self, model: nn.Module, chunk_size: int = 1024) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model
         self.chunk_size = chunk_size
 
     def forward(

@@ -62,7 +62,9 @@ def is_adapter_dir(path: str | Path) -> bool:
     return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
 
 
-def add_lora(model: Any, r: int, alpha: float, dropout: float, targets: tuple[str, ...] | None) -> Any:
+def add_lora(
+    model: Any, r: int, alpha: int, dropout: float, targets: tuple[str, ...] | None
+) -> Any:
     from peft import LoraConfig, get_peft_model
 
     lora_config = LoraConfig(
@@ -83,9 +85,10 @@ def load_adapter_weights(model: Any, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     weights = load_file(str(checkpoint / "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(model, weights)
-    if getattr(result, "unexpected_keys", None):
-        raise ValueError(f"{checkpoint}: unexpected adapter weights {result.unexpected_keys[:5]}")
+    result: Any = set_peft_model_state_dict(model, weights)
+    unexpected = list(getattr(result, "unexpected_keys", None) or [])
+    if unexpected:
+        raise ValueError(f"{checkpoint}: unexpected adapter weights {unexpected[:5]}")
 
 
 def model_identity(path: str) -> dict[str, Any]:
@@ -94,9 +97,7 @@ def model_identity(path: str) -> dict[str, Any]:
     p = Path(path)
     if not p.is_dir():
         return {"hub_id": path}
-    files = sorted(
-        f for f in p.iterdir() if f.suffix in {".safetensors", ".json"} and f.is_file()
-    )
+    files = sorted(f for f in p.iterdir() if f.suffix in {".safetensors", ".json"} and f.is_file())
     return {
         "path": str(p.resolve()),
         "files": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files],

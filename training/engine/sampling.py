@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .config import ConfigError
 from .data import DataError, _check_field, read_records
 from .modeling import load_causal_lm, load_tokenizer, quiet_transformers
 
@@ -28,15 +29,15 @@ class SampleSettings:
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
+            raise ConfigError(f"num_samples must be at least 1, got {self.num_samples}")
         if self.temperature < 0:
-            raise ValueError(f"temperature must not be negative, got {self.temperature}")
+            raise ConfigError(f"temperature must not be negative, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
 def _prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]], where: str) -> list[int]:
@@ -50,8 +51,8 @@ def _prompt_ids(tokenizer: Any, prompt: str | list[dict[str, str]], where: str) 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     configured = getattr(model.generation_config, "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured]
-    ids = [i for i in ids if i is not None]
+    candidates = configured if isinstance(configured, list) else [configured]
+    ids: list[int] = [int(i) for i in candidates if i is not None]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids

@@ -10,7 +10,7 @@ import torch
 
 from .config import SFTConfig
 from .data import SFTExample, Tokenization, collate_sft, read_records, split_eval, tokenize_sft
-from .trainer import Session
+from .session import Session
 
 
 class SFTObjective:

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -36,96 +32,9 @@ from .modeling import (
     quiet_transformers,
     resolve_precision,
 )
+from .session import Cancelled, Objective, Session, StopFlag
 
 logger = logging.getLogger(__name__)
-
-
-class Cancelled(Exception):
-    """SIGTERM or SIGINT arrived; raised after the checkpoint (if any) was written."""
-
-    def __init__(self, step: int, checkpoint: Path | None) -> None:
-        super().__init__(f"cancelled at step {step}")
-        self.step = step
-        self.checkpoint = checkpoint
-
-
-class Objective(Protocol):
-    """What the loop needs from a training objective."""
-
-    command: str  # "train" or "sft"
-    unit: str  # what a batch row is: "pairs" or "examples"
-    train: Sequence[Any]
-    eval: Sequence[Any]
-    truncated: int
-
-    def prepare(self, config: Any, tokenizer: Any) -> None:
-        """Read and tokenise the data (before any model is loaded)."""
-
-    def before_policy(self, session: Session) -> None:
-        """Work that needs a model other than the policy (the DPO reference pass)."""
-
-    def after_policy(self, session: Session) -> None:
-        """Work that needs the freshly loaded policy, before it trains."""
-
-    def denominator(self, examples: Sequence[Any]) -> float:
-        """What a step's summed loss is divided by (pairs for DPO, response tokens for SFT)."""
-
-    def forward(
-        self, model: torch.nn.Module, examples: Sequence[Any], denominator: float, session: Session
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``(loss to back-propagate, detached per-batch sums for the metrics)``."""
-
-    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
-        """Turn summed statistics into the reported metrics."""
-
-
-@dataclass
-class Session:
-    """Everything a run holds; passed to the objective's hooks."""
-
-    config: CommonConfig
-    accelerator: Any
-    writer: MetricsWriter
-    tokenizer: Any
-    precision: str
-    resume_from: Path | None
-    stop: StopFlag
-    policy: Any = None  # the Hugging Face (or peft) model being trained
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device(self.accelerator.device)
-
-    def autocast(self) -> Any:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
-
-    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-
-
-class StopFlag:
-    """Turns SIGTERM and SIGINT into a flag the loop polls between optimizer steps."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: FrameType | None) -> None:
-        logger.warning("received signal %d: stopping after the current step", signum)
-        self.requested = True
-
-    def __enter__(self) -> StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 def lr_at(step: int, config: CommonConfig, total_steps: int) -> float:
@@ -196,7 +105,10 @@ def evaluate(model: torch.nn.Module, objective: Objective, session: Session) -> 
     with torch.no_grad():
         positions = list(range(len(objective.eval)))
         for batch in micro_batches(
-            positions, lengths, config.micro_batch_size, accelerator.process_index,
+            positions,
+            lengths,
+            config.micro_batch_size,
+            accelerator.process_index,
             accelerator.num_processes,
         ):
             _loss, stats = objective.forward(
@@ -288,7 +200,6 @@ def load_policy(session: Session) -> Any:
 def run_training(config: CommonConfig, objective: Objective, resume: bool) -> dict[str, Any]:
     """Train to the end; returns the summary (also written to ``<out_dir>/summary.json``)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
 
     quiet_transformers()
     t_start = time.perf_counter()
@@ -302,7 +213,11 @@ def run_training(config: CommonConfig, objective: Objective, resume: bool) -> di
     precision = resolve_precision(config.precision)
     if precision == "bf16" and not torch.cuda.is_available():
         raise ConfigError("precision 'bf16' needs a CUDA GPU; use 'fp32' or 'auto' on CPU")
-    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    # cpu=True on a machine without CUDA also lets torchrun start several gloo processes
+    accelerator = Accelerator(
+        mixed_precision="bf16" if precision == "bf16" else "no",
+        cpu=not torch.cuda.is_available(),
+    )
     main = accelerator.is_main_process
     writer = MetricsWriter(config.metrics_path if main else None, append=resume_from is not None)
     try:
@@ -337,6 +252,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     if session.resume_from is not None:
         trainer_state, optimizer_state, rng_state = ckpt.read_trainer_state(session.resume_from)
         start_step = int(trainer_state["step"])
+        _warn_if_config_changed(config, session.resume_from)
     writer.write(
         "start",
         schema_version=SCHEMA_VERSION,
@@ -354,7 +270,11 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     )
     logger.info(
         "%s: %d train / %d eval %s, %d truncated, %d steps",
-        objective.command, n_train, len(objective.eval), objective.unit, objective.truncated,
+        objective.command,
+        n_train,
+        len(objective.eval),
+        objective.unit,
+        objective.truncated,
         total_steps,
     )
 
@@ -409,7 +329,10 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         micro = [
             [objective.train[i] for i in mb]
             for mb in micro_batches(
-                positions, lengths, config.micro_batch_size, accelerator.process_index,
+                positions,
+                lengths,
+                config.micro_batch_size,
+                accelerator.process_index,
                 accelerator.num_processes,
             )
         ]
@@ -459,17 +382,18 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         else:
             window_time += time.perf_counter() - t0
 
-        if objective.eval and (
-            is_last or (config.eval_every and step % config.eval_every == 0)
-        ):
+        if objective.eval and (is_last or (config.eval_every and step % config.eval_every == 0)):
             metrics = evaluate(model, objective, session)
             last_eval = writer.write(
-                "eval", step=step, total_steps=total_steps, epoch=round(step / per_epoch, 4),
+                "eval",
+                step=step,
+                total_steps=total_steps,
+                epoch=round(step / per_epoch, 4),
                 **metrics,
             )
         if is_last or (config.save_every and step % config.save_every == 0):
             last_saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
-        if session.stop.requested and not is_last:
+        if not is_last and _stop_requested(session):
             saved = last_saved
             if saved is None or saved != ckpt.checkpoint_dir(Path(config.out_dir), step):
                 saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
@@ -482,6 +406,8 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     if last_saved != final:  # resuming an already finished run
         final = save_checkpoint(session, model, optimizer, step, step / per_epoch)
     _save_merged(session, model, final)
+    # what the next round starts from: a full model (LoRA: the merged weights)
+    final_model = final / "merged" if config.lora else final
     session.timings["train_seconds"] = train_time
     reference_seconds = session.timings.get("reference_seconds", 0.0)
     summary = {
@@ -490,7 +416,8 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         "status": "succeeded",
         "steps": step,
         "total_steps": total_steps,
-        "final_checkpoint": str(final),
+        "final_checkpoint": str(final_model),
+        "last_checkpoint": str(final),
         "n_train": n_train,
         "n_eval": len(objective.eval),
         "truncated": objective.truncated,
@@ -508,8 +435,37 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
 
         summary_path = Path(config.out_dir) / "summary.json"
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-        writer.write("done", step=step, final_checkpoint=str(final), summary=str(summary_path))
+        writer.write(
+            "done", step=step, final_checkpoint=str(final_model), summary=str(summary_path)
+        )
     return summary
+
+
+def _stop_requested(session: Session) -> bool:
+    """Whether any process got SIGTERM: all of them must stop at the same step, or the
+    checkpoint's barrier would wait forever."""
+    requested = session.stop.requested
+    accelerator = session.accelerator
+    if accelerator.num_processes > 1:
+        flag = torch.tensor([1.0 if requested else 0.0], device=session.device)
+        requested = bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+    return requested
+
+
+def _warn_if_config_changed(config: CommonConfig, checkpoint: Path) -> None:
+    """A resumed run is exact only with the config it started with."""
+    import json
+
+    saved_file = checkpoint / "engine_config.json"
+    if not saved_file.is_file():
+        return
+    saved = json.loads(saved_file.read_text())
+    current = config_to_dict(config)
+    changed = sorted(k for k in current if saved.get(k) != current[k])
+    if changed:
+        logger.warning(
+            "resuming with a config that differs from the checkpoint's in: %s", ", ".join(changed)
+        )
 
 
 def _reset_accelerate() -> None:
