@@ -31,8 +31,9 @@ demo: setup
 	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+# Tests get their own broker folder so a running `make demo` worker never takes their tasks.
 test: setup
-	$(BIN)/python -m pytest
+	CELERY_BROKER_FOLDER="$(CURDIR)/var/test-broker" $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("api.urls")),
+    path("account/tokens/", include("api.ui_urls")),
     path("", include("labeling.urls")),
     path("", include("training.urls")),
 ]
