@@ -183,3 +183,34 @@ def test_bad_policy_is_refused(voted_project):
     with pytest.raises(ValueError, match="min_agreement"):
         request_snapshot(project, "majority", 1.5)
     assert not Snapshot.objects.filter(project=project).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("policy", ["every_vote", "majority"])
+@pytest.mark.parametrize("chat", [False, True])
+def test_fast_line_writer_matches_the_row_by_row_definition(voted_project, policy, chat):
+    """iter_snapshot_lines encodes each comparison once; it must equal the plain definition."""
+    from labeling.snapshots import (
+        _canonical_line,
+        _every_vote_rows,
+        _majority_rows,
+        iter_snapshot_lines,
+    )
+
+    project, _ = voted_project
+    awkward = {
+        "prompt": 'Zeilen\u2028und "Zitate" \U0001f642',
+        "response_a": "a\tb",
+        "response_b": "<b>x</b>",
+    }
+    import_file(project, json.dumps(awkward).encode(), "awkward.jsonl", ImportKind.PAIRS)
+    vote_all(project, [make_user("late_voter")], lambda comparison, user: "B")
+    snapshot = request_snapshot(project, policy, 0.5)
+    rows = (
+        _every_vote_rows(project.id, chat)
+        if policy == "every_vote"
+        else _majority_rows(project.id, chat, 0.5)
+    )
+    expected = [_canonical_line(row) for row in rows]
+    assert expected
+    assert list(iter_snapshot_lines(snapshot, chat)) == expected
