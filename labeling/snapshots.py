@@ -56,7 +56,7 @@ COLUMNS = [
     "strength",
 ]
 _STREAM_CHUNK = 5000
-_PARQUET_BATCH = 10_000
+_PARQUET_BATCH = 2_000
 _WRITE_LINES = 1000  # lines joined into one write() and one hash update
 # What json.dumps(ensure_ascii=False) uses for a str, and an encoder with _canonical_line's
 # settings for everything else (chat message lists): the fast path's bytes are the same.
