@@ -100,6 +100,10 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+if _CACHE_URL:
+    # A shared cache in front of the session table saves a query per request; with a
+    # per-process cache a logout in one process would linger in the others, so only then.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

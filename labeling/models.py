@@ -212,7 +212,16 @@ class Comparison(models.Model):
                 condition=~Q(completion_a=F("completion_b")), name="two_distinct_completions"
             ),
         ]
-        indexes = [models.Index(fields=["project", "vote_count"], name="comparison_open_idx")]
+        indexes = [
+            # Serves the lease query's "open comparisons, most votes first" order directly.
+            models.Index(
+                "project",
+                F("vote_count").desc(),
+                "id",
+                condition=Q(vote_count__lt=F("votes_target")),
+                name="comparison_lease_idx",
+            )
+        ]
         ordering = ["id"]
 
     def __str__(self) -> str:

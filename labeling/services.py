@@ -124,54 +124,55 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
     if decisive and vote.strength not in Strength.values:
         raise VoteRejected("A decisive vote needs a strength: slight, clear or strong.")
     now = timezone.now()
-    with transaction.atomic():
-        comparison = (
-            Comparison.objects.select_for_update().filter(project=project, id=comparison_id).first()
-        )
-        if comparison is None:
-            raise VoteRejected("This comparison does not exist in this project.")
-        if Vote.objects.filter(comparison=comparison, annotator=user).exists():
-            raise VoteRejected("You have already voted on this comparison.")
-        held_by_someone_else = (
-            comparison.leased_to_id not in (None, user.pk)
-            and comparison.lease_expires_at is not None
-            and comparison.lease_expires_at > now
-        )
-        if held_by_someone_else:
-            raise VoteRejected(
-                "Your reservation of this comparison expired and another annotator took it."
+    try:
+        with transaction.atomic():
+            comparison = (
+                Comparison.objects.select_for_update()
+                .filter(project=project, id=comparison_id)
+                .first()
             )
-        counted = Comparison.objects.filter(
-            id=comparison.id, vote_count__lt=F("votes_target")
-        ).update(
-            vote_count=F("vote_count") + 1,
-            leased_to=None,
-            leased_at=None,
-            lease_expires_at=None,
-        )
-        if not counted:
-            raise VoteRejected("This comparison already has all the votes it needs.")
-        chosen = rejected = None
-        if decisive:
-            loser = Side.B if vote.choice == Choice.A else Side.A
-            chosen = comparison.completion_on(vote.choice)
-            rejected = comparison.completion_on(loser)
-        started = comparison.leased_at if comparison.leased_to_id == user.pk else None
-        try:
-            with transaction.atomic():
-                created = Vote.objects.create(
-                    comparison=comparison,
-                    annotator=user,
-                    choice=vote.choice,
-                    strength=vote.strength if decisive else "",
-                    rationale=vote.rationale.strip(),
-                    chosen=chosen,
-                    rejected=rejected,
-                    left_side=left_side_for(user.pk, comparison.id),
-                    time_taken_ms=int((now - started).total_seconds() * 1000) if started else None,
+            if comparison is None:
+                raise VoteRejected("This comparison does not exist in this project.")
+            held_by_someone_else = (
+                comparison.leased_to_id not in (None, user.pk)
+                and comparison.lease_expires_at is not None
+                and comparison.lease_expires_at > now
+            )
+            if held_by_someone_else:
+                raise VoteRejected(
+                    "Your reservation of this comparison expired and another annotator took it."
                 )
-        except IntegrityError:
-            raise VoteRejected("You have already voted on this comparison.") from None
+            counted = Comparison.objects.filter(
+                id=comparison.id, vote_count__lt=F("votes_target")
+            ).update(
+                vote_count=F("vote_count") + 1,
+                leased_to=None,
+                leased_at=None,
+                lease_expires_at=None,
+            )
+            if not counted:
+                raise VoteRejected("This comparison already has all the votes it needs.")
+            chosen_id = rejected_id = None
+            if decisive:
+                a_id, b_id = comparison.completion_a_id, comparison.completion_b_id
+                chosen_id, rejected_id = (a_id, b_id) if vote.choice == Choice.A else (b_id, a_id)
+            started = comparison.leased_at if comparison.leased_to_id == user.pk else None
+            taken_ms = int((now - started).total_seconds() * 1000) if started else None
+            # A second vote by the same annotator fails on the unique constraint here, and the
+            # whole transaction, counter included, rolls back.
+            created = Vote.objects.create(
+                comparison=comparison,
+                annotator=user,
+                choice=vote.choice,
+                strength=vote.strength if decisive else "",
+                rationale=vote.rationale.strip(),
+                chosen_id=chosen_id,
+                rejected_id=rejected_id,
+                left_side=left_side_for(user.pk, comparison.id),
+                time_taken_ms=taken_ms,
+            )
+    except IntegrityError:
+        raise VoteRejected("You have already voted on this comparison.") from None
     logger.debug("vote %s by user %s on comparison %s", created.pk, user.pk, comparison.id)
     return created
 
@@ -242,9 +243,17 @@ class AnnotatorProgress:
 
 
 def get_annotator_progress(user: User, project: Project) -> AnnotatorProgress:
-    voted = Vote.objects.filter(annotator=user, comparison__project=project).count()
-    remaining = _open_for(user, project).count()
-    return AnnotatorProgress(voted=voted, remaining=remaining)
+    """Votes cast and comparisons left for one annotator.
+
+    "Left" is the project's open comparisons minus the open ones this annotator already
+    voted on: two index-friendly counts instead of a NOT IN over every open comparison.
+    """
+    mine = Vote.objects.filter(annotator=user, comparison__project=project)
+    open_comparisons = Comparison.objects.filter(
+        project=project, vote_count__lt=F("votes_target")
+    ).count()
+    voted_open = mine.filter(comparison__vote_count__lt=F("comparison__votes_target")).count()
+    return AnnotatorProgress(voted=mine.count(), remaining=open_comparisons - voted_open)
 
 
 @dataclass(frozen=True)
