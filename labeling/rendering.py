@@ -48,6 +48,8 @@ def _renderer() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable("table")
 
 
+# The same response is shown to every annotator of a comparison: render it once per process.
+@lru_cache(maxsize=4096)
 def render_markdown(source: str) -> str:
     html = _renderer().render(source or "")
     return nh3.clean(
