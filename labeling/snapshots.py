@@ -111,6 +111,18 @@ def _votes(project_id: int) -> Iterator[dict[str, Any]]:
     )
 
 
+def _comparison_groups(project_id: int) -> Iterator[list[dict[str, Any]]]:
+    """The streamed votes, one list per comparison (they arrive ordered by comparison)."""
+    group: list[dict[str, Any]] = []
+    for vote in _votes(project_id):
+        if group and group[0]["comparison_id"] != vote["comparison_id"]:
+            yield group
+            group = []
+        group.append(vote)
+    if group:
+        yield group
+
+
 def _project_has_chat(project_id: int) -> bool:
     return Vote.objects.filter(
         comparison__project_id=project_id,
@@ -144,13 +156,7 @@ def _triple(vote: dict[str, Any], chat: bool) -> dict[str, Any]:
 
 
 def _every_vote_rows(project_id: int, chat: bool) -> Iterator[dict[str, Any]]:
-    group: list[dict[str, Any]] = []
-    for vote in _votes(project_id):
-        if group and group[0]["comparison_id"] != vote["comparison_id"]:
-            yield from _every_vote_group(group, chat)
-            group = []
-        group.append(vote)
-    if group:
+    for group in _comparison_groups(project_id):
         yield from _every_vote_group(group, chat)
 
 
@@ -181,13 +187,7 @@ def _every_vote_lines(project_id: int, chat: bool) -> Iterator[bytes]:
     The votes of one comparison share its prompt, texts and model names: they are JSON-encoded
     once per comparison, and each vote's line is joined from those pieces and its own fields.
     """
-    group: list[dict[str, Any]] = []
-    for vote in _votes(project_id):
-        if group and group[0]["comparison_id"] != vote["comparison_id"]:
-            yield from _every_vote_group_lines(group, chat)
-            group = []
-        group.append(vote)
-    if group:
+    for group in _comparison_groups(project_id):
         yield from _every_vote_group_lines(group, chat)
 
 
@@ -240,13 +240,7 @@ def _every_vote_group_lines(group: list[dict[str, Any]], chat: bool) -> Iterator
 
 
 def _majority_rows(project_id: int, chat: bool, min_agreement: float) -> Iterator[dict[str, Any]]:
-    group: list[dict[str, Any]] = []
-    for vote in _votes(project_id):
-        if group and group[0]["comparison_id"] != vote["comparison_id"]:
-            yield from _majority_group(group, chat, min_agreement)
-            group = []
-        group.append(vote)
-    if group:
+    for group in _comparison_groups(project_id):
         yield from _majority_group(group, chat, min_agreement)
 
 
