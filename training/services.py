@@ -330,6 +330,31 @@ def recover_lost_runs(now: Any = None) -> list[tuple[int, str]]:
     return outcomes
 
 
+def fail_lost_sampling_jobs(now: Any = None) -> list[int]:
+    """Mark sampling jobs whose heartbeat stopped as failed; there is nothing to resume from,
+    and nothing of them was written (a round is created in one transaction at the end)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.PREFLAB_HEARTBEAT_TIMEOUT_SECONDS)
+    stale = list(
+        SamplingJob.objects.filter(status=RunStatus.RUNNING)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+        .values_list("id", "heartbeat_at")
+    )
+    failed = []
+    for job_id, heartbeat_at in stale:
+        seen = heartbeat_at.isoformat() if heartbeat_at else "never"
+        if SamplingJob.objects.filter(
+            id=job_id, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at
+        ).update(
+            status=RunStatus.FAILED,
+            error=f"Worker lost: no heartbeat since {seen}. Start the sampling again.",
+            finished_at=now,
+        ):
+            failed.append(job_id)
+            logger.warning("sampling job %s had a stale heartbeat; now failed", job_id)
+    return failed
+
+
 # --- sampling -----------------------------------------------------------------------------
 
 

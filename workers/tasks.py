@@ -35,6 +35,7 @@ def sample_round(job_id: int) -> None:
 
 @shared_task(name="workers.tasks.watchdog")
 def watchdog() -> None:
-    from training.services import recover_lost_runs
+    from training.services import fail_lost_sampling_jobs, recover_lost_runs
 
     recover_lost_runs()
+    fail_lost_sampling_jobs()

@@ -92,3 +92,29 @@ def test_watchdog_applies_the_lost_run_policy(make_project, policy, attempts, ex
     assert run.status == expected
     assert "Worker lost" in run.error
     assert fresh.status == RunStatus.RUNNING
+
+
+@pytest.mark.django_db
+def test_watchdog_fails_a_sampling_job_whose_worker_died(make_project):
+    from django.utils import timezone
+
+    from training.models import SamplingJob
+    from training.services import fail_lost_sampling_jobs
+
+    project = make_project("Lost sampling", pairs=0)
+    checkpoint = Checkpoint.objects.create(project=project, name="ck", path="/nowhere")
+    long_ago = timezone.now() - timezone.timedelta(minutes=10)
+    lost = SamplingJob.objects.create(
+        project=project, checkpoint=checkpoint, status=RunStatus.RUNNING, heartbeat_at=long_ago
+    )
+    alive = SamplingJob.objects.create(
+        project=project,
+        checkpoint=checkpoint,
+        status=RunStatus.RUNNING,
+        heartbeat_at=timezone.now(),
+    )
+    assert fail_lost_sampling_jobs() == [lost.id]
+    lost.refresh_from_db()
+    alive.refresh_from_db()
+    assert lost.status == RunStatus.FAILED and "Worker lost" in lost.error
+    assert alive.status == RunStatus.RUNNING
