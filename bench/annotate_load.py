@@ -63,7 +63,6 @@ import os
 import random
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +73,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
+
+from _support import recreate_database, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PAIRS = ROOT / "labeling" / "demo" / "pairs.jsonl"
@@ -519,18 +520,6 @@ def server_env(args: argparse.Namespace, database_url: str, var_dir: Path) -> di
     return {**inherited, **settings}
 
 
-def recreate_database(admin_url: str, name: str, *, drop_only: bool = False) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        if not drop_only:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
 def migrate(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -644,17 +633,6 @@ def wait_until_up(server: subprocess.Popen[bytes], port: int, log_path: Path) ->
             pass
         time.sleep(0.2)
     raise RuntimeError("gunicorn did not answer /healthz within 60 s")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is not None:
-        return
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1009,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline, annotating, warm = asyncio.run(
                 drive(args, port, project_id, usernames, server.pid)
             )
-            stop_server(server)
+            stop_process(server)
             integrity = check_database(project_id)
             ok = print_report(args, baseline, annotating, warm, integrity, server_desc)
             if not ok:
@@ -1018,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if ok else 1
         finally:
             if server is not None:
-                stop_server(server)
+                stop_process(server)
             if args.keep_db:
                 print(f"kept database {database_url}")
             else:

@@ -37,7 +37,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -47,6 +46,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _support import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -260,17 +261,6 @@ http {{
     )
 
 
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 # -------------------------------------------------------------------------------------------
 # client and memory sampling
 
@@ -474,7 +464,7 @@ def main() -> int:
         return 0
     finally:
         for server in servers:
-            stop(server)
+            stop_process(server, timeout=10)
         if args.keep:
             print(f"scratch directory kept: {work}")
         else:

@@ -54,6 +54,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _support import recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_NAME = "bench: snapshot export"
 GOAL_RATIO = 3.0
@@ -293,18 +295,6 @@ def spawn(
 
 # --------------------------------------------------------------------------------------------
 # The scratch database
-
-
-def recreate_database(admin_url: str, name: str, *, drop_only: bool = False) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        if not drop_only:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _text(rng: random.Random, low: int, high: int, code: bool = False) -> str:
