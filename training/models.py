@@ -42,6 +42,13 @@ class Checkpoint(models.Model):
     step = models.PositiveIntegerField(null=True, blank=True)
     is_final = models.BooleanField(default=False)
     metrics = models.JSONField(default=dict, blank=True)
+    trust_remote_code = models.BooleanField(
+        default=False,
+        help_text=(
+            "Let the engine run Python code shipped with this model (auto_map in config.json) "
+            "as the worker's user. Staff only; set it only for a model whose code you have read."
+        ),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
