@@ -1,6 +1,11 @@
 """API token pages: list your tokens, make one (its secret is shown once), revoke one.
 
 Every user sees and revokes only their own tokens; anyone else's token answers 404.
+
+Making a token redirects (post/redirect/get), so reloading the page never makes a second one.
+The secret rides that redirect in a one-time cookie: signed, HttpOnly, limited to this page's
+path and to a minute, and deleted by the GET that shows it. It never sits in a URL, a session
+or the database.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from api.models import ApiToken
 from api.tokens import TokenRefused, create_token, list_user_tokens, revoke_token
 from labeling.web import current_user, see_other
 
+NEW_TOKEN_COOKIE = "preflab_new_token"
+
 
 @never_cache
 @login_required
@@ -27,7 +34,11 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = TokenForm(user, request.POST or None)
     secret = None
     status = 200
-    if request.method == "POST":
+    if request.method == "GET":
+        secret = request.get_signed_cookie(
+            NEW_TOKEN_COOKIE, default=None, salt=_cookie_salt(user.pk), max_age=60
+        )
+    else:
         status = 400
         if form.is_valid():
             try:
@@ -41,16 +52,33 @@ def token_list(request: HttpRequest) -> HttpResponse:
             except TokenRefused as exc:
                 form.add_error(None, str(exc))
             else:
-                # Rendered, not redirected: the secret must never sit in a URL or a session.
-                secret, status = new.secret, 201
-                form = TokenForm(user)
+                redirect = see_other(reverse("api_tokens:list"))
+                redirect.set_signed_cookie(
+                    NEW_TOKEN_COOKIE,
+                    new.secret,
+                    salt=_cookie_salt(user.pk),
+                    max_age=60,
+                    path=reverse("api_tokens:list"),
+                    secure=request.is_secure(),
+                    httponly=True,
+                    samesite="Strict",
+                )
+                return redirect
     context = {
         "tokens": list_user_tokens(user),
         "form": form,
         "secret": secret,
         "api_root": request.build_absolute_uri(reverse("api:api-root")),
     }
-    return render(request, "api/tokens.html", context, status=status)
+    response = render(request, "api/tokens.html", context, status=status)
+    if NEW_TOKEN_COOKIE in request.COOKIES:
+        response.delete_cookie(NEW_TOKEN_COOKIE, path=reverse("api_tokens:list"), samesite="Strict")
+    return response
+
+
+def _cookie_salt(user_id: int) -> str:
+    # Salted per user: a cookie made for one account is never shown to another.
+    return f"api-tokens-new-secret-{user_id}"
 
 
 @login_required

@@ -75,7 +75,7 @@ def lease_next_comparison(user: User, project: Project) -> Comparison | None:
     held = (
         _open_for(user, project)
         .filter(leased_to=user, lease_expires_at__gt=now)
-        .select_related("prompt", "completion_a", "completion_b")
+        .select_related("prompt", "round", "completion_a", "completion_b")
         .first()
     )
     if held is not None:
@@ -100,7 +100,7 @@ def lease_next_comparison(user: User, project: Project) -> Comparison | None:
                 )
                 if claimed:
                     return Comparison.objects.select_related(
-                        "prompt", "completion_a", "completion_b"
+                        "prompt", "round", "completion_a", "completion_b"
                     ).get(id=comparison_id)
 
 

@@ -12,5 +12,6 @@ urlpatterns = [
     path("projects/<int:project_id>/undo/", views.undo, name="undo"),
     path("projects/<int:project_id>/import/", views.import_data, name="import"),
     path("projects/<int:project_id>/members/", views.add_member, name="add_member"),
+    path("votes/", views.my_votes, name="my_votes"),
     path("highlight.css", views.highlight_stylesheet, name="highlight_css"),
 ]

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from labeling import services
 from labeling.forms import AddMemberForm, ImportForm, VoteForm
 from labeling.importers import ImportFailed, import_file
-from labeling.models import Comparison, Membership, Side
+from labeling.models import Comparison, Membership, Side, Vote
 from labeling.rendering import highlight_css
 from labeling.web import current_user, manager_or_403, membership_or_404, render_page, see_other
 
@@ -129,7 +129,7 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
         comparison_id = form.cleaned_data.get("comparison")
         comparison = (
             Comparison.objects.filter(project=project, id=comparison_id)
-            .select_related("prompt", "completion_a", "completion_b")
+            .select_related("prompt", "round", "completion_a", "completion_b")
             .first()
             if comparison_id
             else None
@@ -219,6 +219,22 @@ def add_member(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 @require_GET
+RECENT_VOTES = 50
+
+
+@login_required
+@require_GET
+def my_votes(request: HttpRequest) -> HttpResponse:
+    """The signed-in annotator's own latest votes, in projects they still belong to."""
+    user = current_user(request)
+    votes = (
+        Vote.objects.filter(annotator=user, comparison__project__memberships__user=user)
+        .select_related("comparison__project", "comparison__prompt", "comparison__round")
+        .order_by("-created_at", "-id")[:RECENT_VOTES]
+    )
+    return render(request, "labeling/my_votes.html", {"votes": votes, "limit": RECENT_VOTES})
+
+
 @cache_control(max_age=86400, public=True)
 def highlight_stylesheet(request: HttpRequest) -> HttpResponse:
     return HttpResponse(highlight_css(), content_type="text/css")

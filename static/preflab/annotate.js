@@ -68,6 +68,28 @@
     }
   });
 
+  // htmx puts focus back on the element with the same id after a swap. For the rationale box
+  // that would swallow the next comparison's shortcut keys as text, so the workbench lets go
+  // of focus before it is replaced; the live region announces the new comparison instead.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const workbench = document.getElementById("workbench");
+    const active = document.activeElement;
+    if (workbench && event.detail.target === workbench && active instanceof HTMLElement &&
+        workbench.contains(active)) {
+      active.blur();
+    }
+  });
+
+  // Announce each swapped-in comparison through the page's persistent live region.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    const workbench = document.getElementById("workbench");
+    const announcer = document.getElementById("announcer");
+    if (!workbench || !announcer || !(event.target instanceof Node) ||
+        !(event.target === workbench || workbench.contains(event.target) || event.target.contains(workbench))) { return; }
+    const text = workbench.querySelector("[data-announce]");
+    announcer.textContent = text ? text.textContent : "";
+  });
+
   // Strength only means something for a decisive vote; grey it out otherwise.
   document.addEventListener("change", function (event) {
     const form = voteForm();

@@ -61,14 +61,28 @@ def test_create_shows_the_secret_once_and_it_works(world: World, client) -> None
             "expires": "30",
         },
     )
-    assert response.status_code == 201
-    assert "no-store" in response["Cache-Control"]
-    secret = re.search(r'value="(plk_[^"]+)"', response.content.decode()).group(1)
+    # Post/redirect/get: the secret is not in the redirect's URL, and reloading makes nothing.
+    assert response.status_code == 303 and response["Location"] == PAGE
+    assert "plk_" not in response["Location"]
+    shown = client.get(PAGE)
+    assert "no-store" in shown["Cache-Control"]
+    secret = re.search(r'value="(plk_[^"]+)"', shown.content.decode()).group(1)
+    assert 'type="checkbox" name="scopes" value="read" checked' not in shown.content.decode()
     api = client.get("/api/v1/projects", **bearer(secret))
     assert [item["name"] for item in api.json()["items"]] == ["Home"]
     again = client.get(PAGE).content.decode()
     assert secret not in again
     assert secret[:12] in again
+    assert ApiToken.objects.filter(user=world.owner).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_new_secret_is_never_shown_to_another_user(world: World, client) -> None:
+    client.force_login(world.owner)
+    client.post(PAGE, {"name": "laptop", "scopes": ["read"], "projects": [world.home.project.id]})
+    other = make_user("cookie_thief")
+    client.force_login(other)  # the owner's browser cookie stays in this client
+    assert "plk_" not in client.get(PAGE).content.decode().split("Your tokens")[0]
 
 
 @pytest.mark.django_db

@@ -90,7 +90,7 @@ def test_hostile_markup_is_shown_as_text_and_never_runs(live_server, page, make_
     project = make_project("Hostile", pairs=0, members={annotator: Role.ANNOTATOR})
     import_file(project, json.dumps(HOSTILE_PAIR).encode(), "hostile.jsonl", ImportKind.PAIRS)
     open_workbench(page, live_server, project, "careful_cam")
-    page.locator("text=Say hi").wait_for()
+    page.locator(".prompt").get_by_text("Say hi").wait_for()
     assert "<script>" in page.locator(".prompt").inner_text()
     assert page.locator("article img, article svg, article script").count() == 0
     for link in page.locator("article a").all():
