@@ -1,8 +1,10 @@
-"""Serve an immutable file with its hash as ETag, conditional GET and single byte ranges.
+"""Serve an immutable artifact with its hash as ETag, conditional GET and single byte ranges.
 
-The file is never read into memory: the response streams it in BLOCK_SIZE blocks (one
-reused-size buffer per download). A range is served by seeking the file and capping reads at
-the range's length.
+The file comes from the artifact store (core.artifacts) and is never read into memory: the
+response streams it in BLOCK_SIZE blocks (one reused-size buffer per download). A range is
+served by seeking the file and capping reads at the range's length; on S3 a seek is free and
+reads are ranged GETs. With PREFLAB_S3_PRESIGNED_DOWNLOADS the S3 store answers with a 302 to
+a presigned URL instead, so the bytes, ranges and resumes go between the client and S3.
 
 sendfile(2): with PREFLAB_API_SENDFILE = True the file object exposes fileno(), and gunicorn
 hands the file to the kernel (the declared Content-Length tells it how many bytes). It is off
@@ -16,14 +18,14 @@ from __future__ import annotations
 
 import base64
 import re
-from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 
 from api.errors import ApiError
+from core.artifacts import get_store
 
 BLOCK_SIZE = 1 << 20
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -102,8 +104,9 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 def serve_file(
-    request: HttpRequest, path: Path, sha256: str, filename: str, content_type: str
+    request: HttpRequest, key: str, sha256: str, filename: str, content_type: str
 ) -> HttpResponseBase:
+    """The artifact file under key, or 304, 206, 416, or (presigned S3) a 302 to the store."""
     etag = f'"{sha256}"'
     common = {
         "ETag": etag,
@@ -118,9 +121,23 @@ def serve_file(
         for name, value in common.items():
             not_modified[name] = value
         return not_modified
-    handle = path.open("rb")
+    store = get_store()
+    if settings.PREFLAB_S3_PRESIGNED_DOWNLOADS:
+        location = store.download_url(
+            key,
+            filename=filename,
+            content_type=content_type,
+            expires=settings.PREFLAB_S3_PRESIGN_SECONDS,
+        )
+        if location is not None:
+            redirect = HttpResponseRedirect(location)
+            for name, value in common.items():
+                redirect[name] = value
+            redirect["Cache-Control"] = "private, no-store"  # the URL expires
+            return redirect
+    handle = store.open(key)
     try:
-        size = path.stat().st_size
+        size = handle.seek(0, 2)
         byte_range = None
         range_header = request.headers.get("Range")
         if_range = request.headers.get("If-Range")
@@ -131,7 +148,8 @@ def serve_file(
         raise
     start, end = byte_range if byte_range else (0, size - 1)
     length = end - start + 1 if size else 0
-    slice_class = SendfileSlice if getattr(settings, "PREFLAB_API_SENDFILE", False) else FileSlice
+    sendfile = getattr(settings, "PREFLAB_API_SENDFILE", False) and store.is_local
+    slice_class = SendfileSlice if sendfile else FileSlice
     response = FileResponse(
         slice_class(handle, start, length),
         status=206 if byte_range else 200,

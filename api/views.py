@@ -28,7 +28,7 @@ from api.schemas import (
 from api.tokens import token_memberships
 from labeling.importers import ImportFailed, import_file
 from labeling.models import JobStatus, Project, Snapshot
-from labeling.snapshots import export_snapshot, snapshot_file
+from labeling.snapshots import export_snapshot, snapshot_key
 
 router = Router(auth=api_auth, tags=["projects and snapshots"])
 
@@ -226,10 +226,10 @@ def download_snapshot(
             f"Snapshot {snapshot.pk} is {snapshot.status}; poll it until it is ready.",
             details={"status": snapshot.status},
         )
-    path = snapshot_file(snapshot, file_format)
     sha256 = snapshot.sha256 if file_format == "jsonl" else snapshot.parquet_sha256
     filename = f"preflab-snapshot-{snapshot.pk}-{snapshot.sha256[:12]}.{file_format}"
-    response = serve_file(request, path, sha256, filename, FILE_TYPES[file_format])
+    key = snapshot_key(snapshot, file_format)
+    response = serve_file(request, key, sha256, filename, FILE_TYPES[file_format])
     if request.method == "HEAD":
         head = HttpResponse(status=response.status_code)
         for name, value in response.items():

@@ -126,8 +126,27 @@ STATIC_ROOT = VAR_DIR / "static"
 # htmx comes from the npm registry (package.json), never copied into the repo.
 STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/htmx", BASE_DIR / "node_modules/htmx.org/dist")]
 
-# Where snapshots and checkpoints live; a shared volume in multi-machine deployments.
+# The artifact store (core/artifacts.py, docs/deploy.md): snapshots and checkpoints under keys.
+# Unset ARTIFACT_STORAGE_URL: the local file system under ARTIFACT_ROOT. s3://bucket/prefix:
+# S3-compatible object storage, and then web and workers need no shared disk.
 ARTIFACT_ROOT = Path(env_str("ARTIFACT_ROOT", str(VAR_DIR / "artifacts")))
+ARTIFACT_STORAGE_URL = env_str("ARTIFACT_STORAGE_URL", "")
+# S3 endpoint (MinIO, Ceph, R2…; empty: AWS), region and credentials. Empty credentials use
+# botocore's own chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role.
+PREFLAB_S3_ENDPOINT_URL = env_str(
+    "PREFLAB_S3_ENDPOINT_URL", env_str("AWS_ENDPOINT_URL_S3", env_str("AWS_ENDPOINT_URL", ""))
+)
+PREFLAB_S3_REGION = env_str("PREFLAB_S3_REGION", env_str("AWS_DEFAULT_REGION", ""))
+PREFLAB_S3_ACCESS_KEY_ID = env_str("PREFLAB_S3_ACCESS_KEY_ID", "")
+PREFLAB_S3_SECRET_ACCESS_KEY = env_str("PREFLAB_S3_SECRET_ACCESS_KEY", "")
+# S3 downloads: false streams through the web process; true redirects (302) to a presigned
+# URL valid for PREFLAB_S3_PRESIGN_SECONDS.
+PREFLAB_S3_PRESIGNED_DOWNLOADS = env_bool("PREFLAB_S3_PRESIGNED_DOWNLOADS", False)
+PREFLAB_S3_PRESIGN_SECONDS = env_int("PREFLAB_S3_PRESIGN_SECONDS", 3600)
+# Worker-local directories: staged copies of snapshots and checkpoints (safe to delete while
+# no job runs), and what a run writes before it is published (S3 store only).
+PREFLAB_CACHE_DIR = Path(env_str("PREFLAB_CACHE_DIR", str(VAR_DIR / "cache")))
+PREFLAB_WORK_DIR = Path(env_str("PREFLAB_WORK_DIR", str(VAR_DIR / "work")))
 
 # Celery: file-system transport under var/ unless a real broker is configured.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

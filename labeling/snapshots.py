@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.artifacts import stage
 from labeling.models import (
     DECISIVE_CHOICES,
     JobStatus,
@@ -460,13 +461,20 @@ def build_snapshot(snapshot_id: int) -> Snapshot | None:
     return snapshot
 
 
-def snapshot_file(snapshot: Snapshot, file_format: str = "jsonl") -> Path:
+FILE_NAMES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "manifest": "manifest.json"}
+
+
+def snapshot_key(snapshot: Snapshot, file_format: str = "jsonl") -> str:
+    """The artifact store key of a ready snapshot's file, e.g. snapshots/3/7/data.jsonl."""
     if snapshot.status != JobStatus.READY:
         raise FileNotFoundError(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready.")
-    name = {"jsonl": "data.jsonl", "parquet": "data.parquet", "manifest": "manifest.json"}[
-        file_format
-    ]
-    return Path(settings.ARTIFACT_ROOT) / snapshot.path / name
+    return f"{snapshot.path}/{FILE_NAMES[file_format]}"
+
+
+def snapshot_file(snapshot: Snapshot, file_format: str = "jsonl") -> Path:
+    """A local path of a ready snapshot's file: the store's own file on the local backend,
+    a copy staged in the worker's cache on S3."""
+    return stage(snapshot_key(snapshot, file_format))
 
 
 def export_snapshot(

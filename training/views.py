@@ -5,18 +5,22 @@ Reviewers and admins of a project see them; only admins start, cancel or export.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from api.downloads import serve_file
+from core.artifacts import get_store
 from labeling.models import JobStatus, Snapshot
-from labeling.snapshots import export_snapshot, snapshot_file
+from labeling.snapshots import export_snapshot, snapshot_key
 from labeling.web import (
     current_user,
     manager_or_403,
@@ -87,23 +91,33 @@ def snapshot_detail(request: HttpRequest, project_id: int, snapshot_id: int) -> 
     return render_page(request, "training/snapshot.html", context)
 
 
+_SNAPSHOT_FILE_TYPES = {
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+    "manifest": "application/json",
+}
+
+
 @login_required
 @require_GET
 def snapshot_download(
     request: HttpRequest, project_id: int, snapshot_id: int, file_format: str
-) -> FileResponse:
+) -> HttpResponseBase:
     membership = reviewer_or_403(request, project_id)
     snapshot = get_object_or_404(
         Snapshot, project=membership.project, id=snapshot_id, status=JobStatus.READY
     )
     if file_format not in {"jsonl", "parquet", "manifest"}:
         raise Http404("Unknown format.")
-    path = snapshot_file(snapshot, file_format)
-    name = f"preflab-snapshot-{snapshot.pk}-{snapshot.sha256[:12]}{path.suffix}"
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=name)
-    if file_format == "jsonl":
-        response["ETag"] = f'"{snapshot.sha256}"'
-    return response
+    key = snapshot_key(snapshot, file_format)
+    name = f"preflab-snapshot-{snapshot.pk}-{snapshot.sha256[:12]}{PurePosixPath(key).suffix}"
+    content_type = _SNAPSHOT_FILE_TYPES[file_format]
+    sha256 = {"jsonl": snapshot.sha256, "parquet": snapshot.parquet_sha256}.get(file_format)
+    if sha256:  # from the artifact store, with the API's ETag, Range and 304 handling
+        return serve_file(request, key, sha256, name, content_type)
+    return FileResponse(
+        get_store().open(key), as_attachment=True, filename=name, content_type=content_type
+    )
 
 
 @login_required
