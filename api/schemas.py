@@ -70,6 +70,9 @@ class ImportOut(Schema):
     comparisons: int
     votes: int
     round: int | None
+    skipped_duplicates: list[int] = Field(
+        description="Line numbers of the exact duplicate rows left out (on_duplicate=skip)."
+    )
 
 
 class CheckpointOut(Schema):

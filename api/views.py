@@ -249,11 +249,14 @@ def upload(
     project_id: int,
     kind: Form[Literal["prompts", "pairs", "preferences"]],
     file: File[UploadedFile],
+    on_duplicate: Form[Literal["refuse", "skip"]] = "refuse",
 ) -> Status[dict[str, Any]]:
     """Import prompts, pairs or preferences from a JSONL or CSV file (multipart).
 
     All or nothing, exactly as the web import: one bad row and nothing is written; the 422
-    answer lists the bad rows by line. Scope: upload; role: admin."""
+    answer lists the bad rows by line. Rows that repeat an earlier row exactly refuse the
+    file (`on_duplicate=refuse`, the default) or are left out (`skip`; their lines are in
+    `skipped_duplicates`). Scope: upload; role: admin."""
     require_scope(request, Scope.UPLOAD)
     membership = project_membership(request, project_id, ADMIN)
     limit = settings.PREFLAB_IMPORT_MAX_BYTES
@@ -265,7 +268,9 @@ def upload(
             details={"size": file.size, "limit": limit},
         )
     try:
-        result = import_file(membership.project, file.read(), file.name or "upload", kind)
+        result = import_file(
+            membership.project, file.read(), file.name or "upload", kind, on_duplicate
+        )
     except ImportFailed as exc:
         raise ApiError(
             422,
@@ -281,5 +286,6 @@ def upload(
             "comparisons": result.comparisons,
             "votes": result.votes,
             "round": result.round_number,
+            "skipped_duplicates": result.skipped_duplicates,
         },
     )

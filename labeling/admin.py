@@ -59,7 +59,11 @@ class ProjectAdmin(admin.ModelAdmin):
                 upload = form.cleaned_data["file"]
                 try:
                     result = import_file(
-                        project, upload.read(), upload.name, form.cleaned_data["kind"]
+                        project,
+                        upload.read(),
+                        upload.name,
+                        form.cleaned_data["kind"],
+                        form.cleaned_data["on_duplicate"],
                     )
                 except ImportFailed as exc:
                     errors = exc.errors

@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
-from labeling.importers import ImportKind
+from labeling.importers import ImportKind, OnDuplicate
 from labeling.models import DECISIVE_CHOICES, Choice, Role, Strength
 
 
@@ -38,6 +38,19 @@ _KIND_CHOICES = [
 class ImportForm(forms.Form):
     kind = forms.ChoiceField(choices=_KIND_CHOICES)
     file = forms.FileField(help_text="JSONL or CSV, UTF-8.")
+    on_duplicate = forms.ChoiceField(
+        label="Duplicate rows",
+        choices=[
+            (OnDuplicate.REFUSE, "Refuse the file and list them"),
+            (OnDuplicate.SKIP, "Skip them (import the first of each)"),
+        ],
+        initial=OnDuplicate.REFUSE,
+        required=False,
+        help_text="Rows that repeat an earlier row of the file exactly.",
+    )
+
+    def clean_on_duplicate(self) -> str:
+        return self.cleaned_data.get("on_duplicate") or OnDuplicate.REFUSE
 
 
 class AddMemberForm(forms.Form):

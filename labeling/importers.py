@@ -11,6 +11,12 @@ Accepted layouts (JSONL: one object per line; CSV: a header row):
 - preferences: "prompt", "chosen", "rejected", each a string, or the conversational layout
                (prompt a list of messages, chosen/rejected lists ending in the assistant turn;
                with no prompt, the shared leading turns of chosen and rejected are the prompt).
+
+A chat prompt, under "messages" or as a list under "prompt", must end with a user turn. JSONL
+lines are split on line feeds only (U+2028 and U+0085 inside strings are text); values nested deeper
+than MAX_JSON_DEPTH and non-finite numbers (NaN, Infinity, 1e999) are refused, and so is a CSV
+field longer than the csv module's field limit. Exact duplicate rows are reported with their
+line numbers; the caller chooses to refuse the file (the default) or skip the repeats.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +54,16 @@ class ImportKind:
 
 CHAT_ROLES = {"system", "user", "assistant"}
 MAX_REPORTED_ERRORS = 50
+# Deepest nesting of objects and lists a JSONL value may have (a chat message list is 3 deep).
+MAX_JSON_DEPTH = 32
+
+
+class OnDuplicate:
+    """What to do with a row that repeats an earlier row of the same file exactly."""
+
+    REFUSE = "refuse"
+    SKIP = "skip"
+    ALL = (REFUSE, SKIP)
 
 
 class ImportFailed(Exception):
@@ -77,6 +94,14 @@ class ParsedRow:
     model_b: str = ""
     chosen_is_a: bool = False
 
+    def identity(self) -> str:
+        """What makes two rows exact duplicates: the same prompt, responses and models."""
+        return json.dumps(
+            [self.text, self.messages, self.response_a, self.response_b, self.model_a,
+             self.model_b, self.chosen_is_a],
+            ensure_ascii=False,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -85,6 +110,7 @@ class ImportResult:
     comparisons: int
     votes: int
     round_number: int | None
+    skipped_duplicates: list[int] = field(default_factory=list)  # their line numbers
 
     def summary(self) -> str:
         parts = [f"{self.prompts} prompts"]
@@ -92,7 +118,14 @@ class ImportResult:
             parts.append(f"{self.comparisons} comparisons in round {self.round_number}")
         if self.votes:
             parts.append(f"{self.votes} preference votes")
-        return "Imported " + ", ".join(parts) + "."
+        text = "Imported " + ", ".join(parts) + "."
+        if self.skipped_duplicates:
+            lines = ", ".join(str(line) for line in self.skipped_duplicates[:10])
+            more = " …" if len(self.skipped_duplicates) > 10 else ""
+            text += (
+                f" Skipped {len(self.skipped_duplicates)} duplicate row(s): line(s) {lines}{more}."
+            )
+        return text
 
 
 def _decode(data: bytes) -> str:
@@ -105,26 +138,84 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NonFinite(literal)
+    return value
+
+
+def _no_constant(literal: str) -> Any:
+    raise _NonFinite(literal)
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _json_record(line: str) -> Any:
+    try:
+        record = json.loads(line, parse_float=_finite_float, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        return RowError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except _NonFinite as exc:
+        return RowError(f"the number {exc} is not finite; NaN and infinities are not allowed")
+    except RecursionError:
+        return RowError(f"values are nested more than {MAX_JSON_DEPTH} levels deep")
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return RowError(f"a number cannot be read ({exc})")
+    if _depth(record) > MAX_JSON_DEPTH:
+        return RowError(f"values are nested more than {MAX_JSON_DEPTH} levels deep")
+    return record
+
+
 def _records(text: str, file_format: str) -> Iterator[tuple[int, Any]]:
     """Yield (line number, record) pairs; a record that does not parse is yielded as RowError."""
     if file_format == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # "\n" only: str.splitlines() also splits on U+2028, U+0085 and others, which JSON
+        # allows raw inside strings, and would miscount the lines.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, RowError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+            yield number, _json_record(line.removesuffix("\r"))
         return
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames:
-        return
-    for record in reader:
-        # DictReader puts surplus cells under the None key: a row with more cells than headers.
-        if None in record:
-            yield reader.line_num, RowError("more cells than the header has columns")
-            continue
-        yield reader.line_num, {key.strip(): value for key, value in record.items() if key}
+    try:
+        if not reader.fieldnames:
+            return
+        for record in reader:
+            # DictReader puts surplus cells under the None key: more cells than headers.
+            if None in record:
+                yield reader.line_num, RowError("more cells than the header has columns")
+                continue
+            yield reader.line_num, {key.strip(): value for key, value in record.items() if key}
+    except csv.Error as exc:
+        limit = csv.field_size_limit()
+        message = str(exc)
+        if "field larger than field limit" in message:
+            message = f"a field is longer than {limit:,} characters"
+        # The reader cannot go on after this; the file is refused with this as its last error.
+        raise _CsvStopped(reader.line_num + 1, f"CSV cannot be read: {message}") from None
+
+
+class _CsvStopped(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
 
 
 def _no_nul(value: str, key: str) -> str:
@@ -163,14 +254,18 @@ def _messages(value: Any, key: str) -> list[dict[str, str]]:
     return messages
 
 
+def _chat_prompt(value: Any, key: str) -> list[dict[str, str]]:
+    messages = _messages(value, key)
+    if messages[-1]["role"] != "user":
+        raise RowError(f"a chat prompt ({key!r}) must end with a user message")
+    return messages
+
+
 def _prompt_fields(record: dict[str, Any], row: ParsedRow) -> None:
     if "messages" in record and record["messages"] not in (None, ""):
-        messages = _messages(record["messages"], "messages")
-        if messages[-1]["role"] != "user":
-            raise RowError("a chat prompt must end with a user message")
-        row.messages = messages
+        row.messages = _chat_prompt(record["messages"], "messages")
     elif isinstance(record.get("prompt"), list):
-        row.messages = _messages(record["prompt"], "prompt")
+        row.messages = _chat_prompt(record["prompt"], "prompt")
     else:
         row.text = _text(record, "prompt")
 
@@ -203,7 +298,7 @@ def _parse_preference(record: dict[str, Any], row: ParsedRow) -> None:
             shared += 1
         if shared == 0:
             raise RowError("no 'prompt' and chosen/rejected share no leading turns")
-        row.messages = _messages(chosen[:shared], "chosen")
+        row.messages = _chat_prompt(chosen[:shared], "chosen")
         chosen, rejected = chosen[shared:], rejected[shared:]
     else:
         _prompt_fields(record, row)
@@ -237,12 +332,27 @@ def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
     return row
 
 
-def parse_import(data: bytes, kind: str, file_format: str) -> list[ParsedRow]:
-    """Validate a whole file; raise ImportFailed naming every bad row (up to a cap)."""
+@dataclass
+class ParsedFile:
+    rows: list[ParsedRow]
+    duplicates: list[int]  # line numbers of the rows that repeat an earlier one (skipped)
+
+
+def parse_import(
+    data: bytes, kind: str, file_format: str, on_duplicate: str = OnDuplicate.REFUSE
+) -> ParsedFile:
+    """Validate a whole file; raise ImportFailed naming every bad row (up to a cap).
+
+    Exact duplicate rows refuse the file (on_duplicate="refuse", naming each repeat and the
+    line it repeats) or are left out (on_duplicate="skip", listed in ParsedFile.duplicates)."""
     if kind not in ImportKind.ALL:
         raise ImportFailed([f"unknown import kind {kind!r}; use {', '.join(ImportKind.ALL)}"])
     if file_format not in ("jsonl", "csv"):
         raise ImportFailed([f"unknown file format {file_format!r}; use jsonl or csv"])
+    if on_duplicate not in OnDuplicate.ALL:
+        raise ImportFailed(
+            [f"unknown duplicate handling {on_duplicate!r}; use {', '.join(OnDuplicate.ALL)}"]
+        )
     limit = settings.PREFLAB_IMPORT_MAX_BYTES
     if len(data) > limit:
         raise ImportFailed(
@@ -252,21 +362,43 @@ def parse_import(data: bytes, kind: str, file_format: str) -> list[ParsedRow]:
     rows: list[ParsedRow] = []
     errors: list[str] = []
     error_count = 0
+    first_seen: dict[str, int] = {}
+    duplicates: list[int] = []
+
+    def report(message: str) -> None:
+        nonlocal error_count
+        error_count += 1
+        if len(errors) < MAX_REPORTED_ERRORS:
+            errors.append(message)
+
     max_rows = settings.PREFLAB_IMPORT_MAX_ROWS
-    for line, record in _records(text, file_format):
-        if len(rows) + error_count >= max_rows:
-            raise ImportFailed([f"the file has more than {max_rows:,} rows (split it up)"])
-        try:
-            rows.append(_parse_row(kind, record, line))
-        except RowError as exc:
-            error_count += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.append(f"line {line}: {exc}")
+    try:
+        for line, record in _records(text, file_format):
+            if len(rows) + len(duplicates) + error_count >= max_rows:
+                raise ImportFailed([f"the file has more than {max_rows:,} rows (split it up)"])
+            try:
+                row = _parse_row(kind, record, line)
+            except RowError as exc:
+                report(f"line {line}: {exc}")
+                continue
+            identity = row.identity()
+            if identity in first_seen:
+                duplicates.append(line)
+                if on_duplicate == OnDuplicate.REFUSE:
+                    report(
+                        f"line {line}: duplicates line {first_seen[identity]} exactly "
+                        "(choose to skip duplicates to import the file without them)"
+                    )
+                continue
+            first_seen[identity] = line
+            rows.append(row)
+    except _CsvStopped as stopped:
+        report(f"line {stopped.line}: {stopped.message}")
     if error_count:
         raise ImportFailed(errors, error_count)
     if not rows:
         raise ImportFailed(["the file holds no rows"])
-    return rows
+    return ParsedFile(rows, duplicates)
 
 
 def _next_round(project: Project, source: str) -> Round:
@@ -274,8 +406,15 @@ def _next_round(project: Project, source: str) -> Round:
     return Round.objects.create(project=project, number=latest + 1, source=source)
 
 
-def import_rows(project: Project, rows: list[ParsedRow], kind: str, source: str) -> ImportResult:
+def import_rows(
+    project: Project,
+    rows: list[ParsedRow],
+    kind: str,
+    source: str,
+    skipped_duplicates: list[int] | None = None,
+) -> ImportResult:
     """Write validated rows in one transaction. Pairs and preferences open a new round."""
+    skipped = skipped_duplicates or []
     with transaction.atomic():
         prompts = Prompt.objects.bulk_create(
             [
@@ -291,7 +430,7 @@ def import_rows(project: Project, rows: list[ParsedRow], kind: str, source: str)
             batch_size=1000,
         )
         if kind == ImportKind.PROMPTS:
-            return ImportResult(kind, len(prompts), 0, 0, None)
+            return ImportResult(kind, len(prompts), 0, 0, None, skipped)
         round_ = _next_round(project, source)
         completions = Completion.objects.bulk_create(
             [
@@ -333,7 +472,7 @@ def import_rows(project: Project, rows: list[ParsedRow], kind: str, source: str)
                 ],
                 batch_size=1000,
             )
-    return ImportResult(kind, len(prompts), len(comparisons), len(votes), round_.number)
+    return ImportResult(kind, len(prompts), len(comparisons), len(votes), round_.number, skipped)
 
 
 def guess_format(filename: str) -> str:
@@ -345,6 +484,18 @@ def guess_format(filename: str) -> str:
     raise ImportFailed([f"cannot tell the format of {filename!r}; name it .jsonl or .csv"])
 
 
-def import_file(project: Project, data: bytes, filename: str, kind: str) -> ImportResult:
-    rows = parse_import(data, kind, guess_format(filename))
-    return import_rows(project, rows, kind, source=f"import:{filename}")
+def import_file(
+    project: Project,
+    data: bytes,
+    filename: str,
+    kind: str,
+    on_duplicate: str = OnDuplicate.REFUSE,
+) -> ImportResult:
+    parsed = parse_import(data, kind, guess_format(filename), on_duplicate)
+    return import_rows(
+        project,
+        parsed.rows,
+        kind,
+        source=f"import:{filename}",
+        skipped_duplicates=parsed.duplicates,
+    )

@@ -62,6 +62,7 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
     if membership.can_review:
         context["stats"] = services.get_project_stats(project)
         context["rounds"] = project.rounds.annotate(n=Count("comparisons"))
+        context["remote_code_checkpoints"] = project.checkpoints.filter(trust_remote_code=True)
     if membership.can_manage:
         context["import_form"] = ImportForm()
         context["member_form"] = AddMemberForm()
@@ -189,7 +190,13 @@ def import_data(request: HttpRequest, project_id: int) -> HttpResponse:
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            result = import_file(project, upload.read(), upload.name, form.cleaned_data["kind"])
+            result = import_file(
+                project,
+                upload.read(),
+                upload.name,
+                form.cleaned_data["kind"],
+                form.cleaned_data["on_duplicate"],
+            )
         except ImportFailed as exc:
             errors = exc.errors
             hidden = exc.total_errors - len(exc.errors)

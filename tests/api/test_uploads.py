@@ -28,8 +28,40 @@ def test_prompts_upload_is_imported(world: World, client) -> None:
         "comparisons": 0,
         "votes": 0,
         "round": None,
+        "skipped_duplicates": [],
     }
     assert Prompt.objects.filter(project=world.home.project).count() == before + 2
+
+
+@pytest.mark.django_db
+def test_duplicates_are_refused_or_skipped_as_the_client_asks(world: World, client) -> None:
+    before = Prompt.objects.count()
+    data = b'{"prompt": "a"}\n{"prompt": "b"}\n{"prompt": "a"}\n'
+    refused = upload(client, world, "prompts", "p.jsonl", data)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"]["errors"][0].startswith(
+        "line 3: duplicates line 1 exactly"
+    )
+    assert Prompt.objects.count() == before
+    skipped = client.post(
+        f"/api/v1/projects/{world.home.project.id}/imports",
+        {"kind": "prompts", "on_duplicate": "skip", "file": SimpleUploadedFile("p.jsonl", data)},
+        **bearer(world.token(["upload"])),
+    )
+    assert skipped.status_code == 201
+    assert (skipped.json()["prompts"], skipped.json()["skipped_duplicates"]) == (2, [3])
+
+
+@pytest.mark.django_db
+def test_deep_nesting_and_nan_get_422_with_lines(world: World, client) -> None:
+    deep = b"[" * 50_000 + b"]" * 50_000
+    data = b'{"prompt": "a", "metadata": {"x": NaN}}\n' + deep + b"\n"
+    response = upload(client, world, "prompts", "p.jsonl", data)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["errors"] == [
+        "line 1: the number NaN is not finite; NaN and infinities are not allowed",
+        "line 2: values are nested more than 32 levels deep",
+    ]
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.importers import ImportFailed, ImportKind, import_file
+from labeling.importers import ImportFailed, ImportKind, OnDuplicate, import_file
 from labeling.models import Project
 
 
@@ -16,6 +16,12 @@ class Command(BaseCommand):
         parser.add_argument("project", help="Project name or id.")
         parser.add_argument("file", type=Path)
         parser.add_argument("--kind", choices=ImportKind.ALL, required=True)
+        parser.add_argument(
+            "--duplicates",
+            choices=OnDuplicate.ALL,
+            default=OnDuplicate.REFUSE,
+            help="Rows that repeat an earlier row exactly: refuse the file (default) or skip them.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         ref: str = options["project"]
@@ -28,7 +34,9 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"{path} is not a file.")
         try:
-            result = import_file(project, path.read_bytes(), path.name, options["kind"])
+            result = import_file(
+                project, path.read_bytes(), path.name, options["kind"], options["duplicates"]
+            )
         except ImportFailed as exc:
             lines = "\n".join(f"  {error}" for error in exc.errors)
             more = exc.total_errors - len(exc.errors)
