@@ -27,7 +27,7 @@ from api.schemas import (
 )
 from api.tokens import token_memberships
 from labeling.importers import ImportFailed, import_file
-from labeling.models import JobStatus, Project, Snapshot
+from labeling.models import Project, Snapshot
 from labeling.snapshots import export_snapshot, snapshot_key
 
 router = Router(auth=api_auth, tags=["projects and snapshots"])
@@ -37,11 +37,12 @@ FILE_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apach
 
 def snapshot_out(request: HttpRequest, snapshot: Snapshot) -> dict[str, Any]:
     url = api_url(request, f"snapshots/{snapshot.pk}")
-    ready = snapshot.status == JobStatus.READY
+    ready = snapshot.is_ready
     return {
         "id": snapshot.pk,
         "project_id": snapshot.project_id,
-        "status": snapshot.status,
+        # The API's word for a published snapshot (docs/api.md); the row says "succeeded".
+        "status": "ready" if ready else snapshot.status,
         "policy": snapshot.policy,
         "min_agreement": snapshot.min_agreement,
         "row_count": snapshot.row_count,
@@ -219,7 +220,7 @@ def download_snapshot(
     download rate limit, once per request."""
     require_scope(request, Scope.EXPORT)
     snapshot, _ = snapshot_for(request, snapshot_id, REVIEWER)
-    if snapshot.status != JobStatus.READY:
+    if not snapshot.is_ready:
         raise ApiError(
             409,
             "snapshot_not_ready",

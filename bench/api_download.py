@@ -145,7 +145,7 @@ def prepare(work: Path, size_mb: int) -> dict[str, object]:
     )
     # Registered as built: the row goes straight to ready, as build_snapshot would leave it.
     Snapshot.objects.filter(id=snapshot.pk).update(
-        status=JobStatus.READY,
+        status=JobStatus.SUCCEEDED,
         row_count=rows,
         sha256=sha256,
         path=str(directory.relative_to(work / "artifacts")),

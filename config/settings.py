@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -176,19 +177,36 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-PREFLAB_WATCHDOG_SECONDS = env_int("PREFLAB_WATCHDOG_SECONDS", 30)
+# Background jobs (core/jobs.py, docs/deploy.md "Jobs and the watchdog"): a running job's
+# worker sets its heartbeat every PREFLAB_HEARTBEAT_SECONDS; the watchdog, run by beat every
+# PREFLAB_WATCHDOG_SECONDS, resumes or fails a job whose heartbeat is older than
+# PREFLAB_HEARTBEAT_TIMEOUT_SECONDS, so a dead worker's job moves on within timeout + watchdog
+# period (40 s by default), and re-sends the message of a job queued longer than
+# PREFLAB_REQUEUE_AFTER_SECONDS (a duplicate finds the job claimed and does nothing).
+PREFLAB_HEARTBEAT_SECONDS = env_int("PREFLAB_HEARTBEAT_SECONDS", 5)
+PREFLAB_HEARTBEAT_TIMEOUT_SECONDS = env_int("PREFLAB_HEARTBEAT_TIMEOUT_SECONDS", 30)
+PREFLAB_WATCHDOG_SECONDS = env_int("PREFLAB_WATCHDOG_SECONDS", 10)
+PREFLAB_REQUEUE_AFTER_SECONDS = env_int("PREFLAB_REQUEUE_AFTER_SECONDS", 300)
+if not 0 < PREFLAB_HEARTBEAT_SECONDS * 3 <= PREFLAB_HEARTBEAT_TIMEOUT_SECONDS:
+    raise ValueError(
+        "PREFLAB_HEARTBEAT_TIMEOUT_SECONDS must be at least 3 x PREFLAB_HEARTBEAT_SECONDS"
+    )
 CELERY_BEAT_SCHEDULE = {
-    "watchdog": {"task": "workers.tasks.watchdog", "schedule": PREFLAB_WATCHDOG_SECONDS},
+    "watchdog": {
+        "task": "workers.tasks.watchdog",
+        "schedule": PREFLAB_WATCHDOG_SECONDS,
+        # A watchdog message that waited a whole period is superseded by the next one.
+        "options": {"expires": PREFLAB_WATCHDOG_SECONDS},
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# Training runs: a run whose heartbeat is older than this is considered lost.
-PREFLAB_HEARTBEAT_TIMEOUT_SECONDS = env_int("PREFLAB_HEARTBEAT_TIMEOUT_SECONDS", 120)
-# What the watchdog does with a lost run: "resume" (from its last checkpoint) or "fail".
+# What the watchdog does with a lost training run (and the worker with an engine killed
+# alone, e.g. out of memory): "resume" from its last checkpoint, or "fail".
 PREFLAB_LOST_RUN_POLICY = env_str("PREFLAB_LOST_RUN_POLICY", "resume")
 if PREFLAB_LOST_RUN_POLICY not in {"resume", "fail"}:
     raise ValueError("PREFLAB_LOST_RUN_POLICY must be resume or fail")
-# How many times a lost run is resumed before it is marked failed.
+# How many times a lost job (a run resumed, a snapshot rebuilt) is started before it is failed.
 PREFLAB_MAX_RUN_ATTEMPTS = env_int("PREFLAB_MAX_RUN_ATTEMPTS", 3)
 # The Python that runs the engine subprocess (the worker's own by default).
 PREFLAB_ENGINE_PYTHON = env_str("PREFLAB_ENGINE_PYTHON", "")
@@ -219,6 +237,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+# Worker liveness (core/liveness.py): the worker touches this file while its consumer runs and
+# exits when it has not consumed for PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS; `manage.py
+# worker_alive` (compose's healthcheck) checks the file's age. One file per worker process.
+PREFLAB_WORKER_ALIVE_FILE = Path(
+    env_str("PREFLAB_WORKER_ALIVE_FILE", str(VAR_DIR / "worker-alive"))
+)
+PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS = env_int("PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS", 60)
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -5,3 +5,9 @@ class LabelingConfig(AppConfig):
     name = "labeling"
     verbose_name = "Labeling"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from core.jobs import register
+        from labeling.snapshots import snapshot_job_kind
+
+        register(snapshot_job_kind())

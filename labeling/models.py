@@ -11,6 +11,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
+# JobStatus is core's shared job status; importing it from here keeps working.
+from core.models import Job, JobStatus
+
 
 class Role(models.TextChoices):
     ANNOTATOR = "annotator", "Annotator"
@@ -312,22 +315,16 @@ class SnapshotPolicy(models.TextChoices):
     MAJORITY = "majority", "One triple per comparison by majority"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed"
-
-
 class SnapshotFrozen(Exception):
     """A ready snapshot's row and files never change; make a new snapshot instead."""
 
 
-class Snapshot(models.Model):
+class Snapshot(Job):
     """An immutable, content-hashed export of a project's preference triples.
 
-    The same votes and the same policy give byte-identical files, so the SHA-256 of the JSONL
-    file identifies the data set.
+    A background job (core.models.Job): status SUCCEEDED means published ("ready" in the
+    export API); from then on the row and its files never change. The same votes and the same
+    policy give byte-identical files, so the SHA-256 of the JSONL file identifies the data set.
     """
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="snapshots")
@@ -337,36 +334,40 @@ class Snapshot(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Majority policy: the winner's share of decisive votes must exceed this.",
     )
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     row_count = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     parquet_sha256 = models.CharField(max_length=64, blank=True)
     path = models.CharField(
         max_length=500, blank=True, help_text="Directory under ARTIFACT_ROOT holding the files."
     )
-    error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         short = self.sha256[:12] if self.sha256 else self.status
         return f"Snapshot {self.pk} of {self.project} ({short})"
 
+    @property
+    def is_ready(self) -> bool:
+        """Published: its files can be downloaded and trained on."""
+        return self.status == JobStatus.SUCCEEDED
+
+    def get_status_display(self) -> str:  # type: ignore[no-redef]
+        return "Ready" if self.is_ready else JobStatus(self.status).label
+
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             stored = Snapshot.objects.filter(pk=self.pk).values_list("status", flat=True).first()
-            if stored == JobStatus.READY:
+            if stored == JobStatus.SUCCEEDED:
                 raise SnapshotFrozen(f"Snapshot {self.pk} is published and cannot be modified.")
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        if self.status == JobStatus.READY:
+        if self.status == JobStatus.SUCCEEDED:
             raise SnapshotFrozen(f"Snapshot {self.pk} is published and cannot be deleted.")
         return super().delete(*args, **kwargs)  # type: ignore[arg-type]

@@ -32,6 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.artifacts import stage
+from core.jobs import JobKind, Recovery, enqueue, run_job
 from labeling.models import (
     DECISIVE_CHOICES,
     JobStatus,
@@ -59,6 +60,8 @@ COLUMNS = [
 _STREAM_CHUNK = 5000
 _PARQUET_BATCH = 2_000
 _WRITE_LINES = 1000  # lines joined into one write() and one hash update
+SNAPSHOT_JOB = "snapshot"
+BUILD_SNAPSHOT_TASK = "workers.tasks.build_snapshot"
 # What json.dumps(ensure_ascii=False) uses for a str, and an encoder with _canonical_line's
 # settings for everything else (chat message lists): the fast path's bytes are the same.
 _json_str = json.encoder.encode_basestring
@@ -376,20 +379,32 @@ Gold (quality-control) comparisons, ties and both-bad votes are not exported.
 
 
 def build_snapshot(snapshot_id: int) -> Snapshot | None:
-    """Write a queued snapshot's files and publish it; returns None if someone else owns it.
+    """Build a queued snapshot through the job wrapper (core.jobs.run_job): claim, heartbeat,
+    traceback on failure. Returns the published row, or None if it was not queued."""
+    return run_job(SNAPSHOT_JOB, snapshot_id)  # type: ignore[return-value]
+
+
+def snapshot_temp_dir(snapshot: Snapshot) -> Path:
+    final_dir = snapshot_dir(snapshot)
+    return final_dir.with_name(f".{final_dir.name}.tmp")
+
+
+def clean_snapshot_temp(snapshot: Snapshot) -> None:
+    """What a build killed mid-way leaves: its temporary directory (the watchdog calls this)."""
+    shutil.rmtree(snapshot_temp_dir(snapshot), ignore_errors=True)
+
+
+def _build(claimed: Snapshot) -> None:
+    """Write a claimed snapshot's files and publish it.
 
     Files are written to a temporary directory, fsynced and renamed into place, then the row
-    becomes READY in one conditional update: a crash leaves no half-written snapshot behind.
+    becomes SUCCEEDED in one conditional update: a crash leaves no half-written snapshot
+    behind. A rebuild after a lost worker starts from an empty temporary directory.
     """
-    claimed = Snapshot.objects.filter(id=snapshot_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        logger.info("snapshot %s is not queued; nothing to do", snapshot_id)
-        return None
+    snapshot_id = claimed.pk
     snapshot = Snapshot.objects.select_related("project").get(id=snapshot_id)
     final_dir = snapshot_dir(snapshot)
-    temp_dir = final_dir.with_name(f".{final_dir.name}.tmp")
+    temp_dir = snapshot_temp_dir(snapshot)
     try:
         shutil.rmtree(temp_dir, ignore_errors=True)
         temp_dir.mkdir(parents=True)
@@ -439,26 +454,21 @@ def build_snapshot(snapshot_id: int) -> Snapshot | None:
         shutil.rmtree(final_dir, ignore_errors=True)
         os.replace(temp_dir, final_dir)
         with transaction.atomic():
-            Snapshot.objects.filter(id=snapshot_id, status=JobStatus.RUNNING).update(
-                status=JobStatus.READY,
+            Snapshot.objects.filter(
+                id=snapshot_id, status=JobStatus.RUNNING, worker=claimed.worker
+            ).update(
+                status=JobStatus.SUCCEEDED,
                 row_count=rows,
                 sha256=sha256,
                 parquet_sha256=parquet_sha256,
                 path=str(final_dir.relative_to(settings.ARTIFACT_ROOT)),
                 finished_at=timezone.now(),
             )
-    except Exception as exc:
+    except Exception:
+        # The job wrapper marks the row failed and stores the traceback.
         shutil.rmtree(temp_dir, ignore_errors=True)
-        Snapshot.objects.filter(id=snapshot_id).update(
-            status=JobStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
-        logger.exception("snapshot %s failed", snapshot_id)
         raise
-    snapshot.refresh_from_db()
     logger.info("snapshot %s ready: %s rows, sha256 %s", snapshot_id, rows, sha256)
-    return snapshot
 
 
 FILE_NAMES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "manifest": "manifest.json"}
@@ -466,7 +476,7 @@ FILE_NAMES = {"jsonl": "data.jsonl", "parquet": "data.parquet", "manifest": "man
 
 def snapshot_key(snapshot: Snapshot, file_format: str = "jsonl") -> str:
     """The artifact store key of a ready snapshot's file, e.g. snapshots/3/7/data.jsonl."""
-    if snapshot.status != JobStatus.READY:
+    if snapshot.status != JobStatus.SUCCEEDED:
         raise FileNotFoundError(f"Snapshot {snapshot.pk} is {snapshot.status}, not ready.")
     return f"{snapshot.path}/{FILE_NAMES[file_format]}"
 
@@ -481,9 +491,21 @@ def export_snapshot(
     project: Project, policy: str, min_agreement: float = 0.5, created_by: Any = None
 ) -> Snapshot:
     """Queue a snapshot and send its build task once the row is committed."""
-    from workers.tasks import build_snapshot as build_task
-
     with transaction.atomic():
         snapshot = request_snapshot(project, policy, min_agreement, created_by)
-        transaction.on_commit(lambda: build_task.delay(snapshot.pk))
+        enqueue(BUILD_SNAPSHOT_TASK, snapshot.pk)
     return snapshot
+
+
+def snapshot_job_kind() -> JobKind:
+    """Registered by LabelingConfig.ready(): a lost build is run again from scratch."""
+    return JobKind(
+        name=SNAPSHOT_JOB,
+        model=Snapshot,
+        task_name=BUILD_SNAPSHOT_TASK,
+        execute=_build,
+        recovery=Recovery.RERUN,
+        may_retry=lambda job: job.attempts < settings.PREFLAB_MAX_RUN_ATTEMPTS,
+        cleanup=clean_snapshot_temp,
+        lost_hint="Export the snapshot again.",
+    )

@@ -42,7 +42,7 @@ class RunForm(forms.Form):
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        snapshots = Snapshot.objects.filter(project=project, status=JobStatus.READY)
+        snapshots = Snapshot.objects.filter(project=project, status=JobStatus.SUCCEEDED)
         checkpoints = Checkpoint.objects.filter(project=project)
         self.fields["snapshot"].queryset = snapshots  # type: ignore[attr-defined]
         self.fields["start_checkpoint"].queryset = checkpoints  # type: ignore[attr-defined]

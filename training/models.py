@@ -1,8 +1,7 @@
 """Training runs, their metrics and checkpoints, and sampling jobs that seed the next round.
 
-The database, not the broker, is the truth about a job: a task claims its row with a
-conditional update (queued -> running), so a redelivered message for a live or finished job
-does nothing.
+Runs and sampling jobs are background jobs (core.models.Job): the database, not the broker,
+is the truth about them, and core.jobs claims, heartbeats, fails and recovers them.
 """
 
 from __future__ import annotations
@@ -10,16 +9,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from core.models import FINISHED_STATUSES as FINISHED_STATUSES
+from core.models import Job, JobStatus
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+# The status of runs and sampling jobs: core's shared job status under its older name.
+RunStatus = JobStatus
 
 
 class Checkpoint(models.Model):
@@ -61,7 +55,7 @@ class Checkpoint(models.Model):
         return self.name
 
 
-class TrainingRun(models.Model):
+class TrainingRun(Job):
     project = models.ForeignKey(
         "labeling.Project", on_delete=models.CASCADE, related_name="training_runs"
     )
@@ -80,35 +74,22 @@ class TrainingRun(models.Model):
         help_text="Empty: the starting checkpoint is the reference.",
     )
     config = models.JSONField(default=dict, help_text="Engine hyperparameters.")
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(null=True, blank=True)
     eta_seconds = models.FloatField(null=True, blank=True)
     latest_metrics = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True)
     out_dir = models.CharField(max_length=1000, blank=True)
-    log_tail = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"], name="run_watchdog_idx")]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
 
     @property
     def progress_percent(self) -> int:
@@ -146,7 +127,7 @@ class PromptSelection(models.TextChoices):
     RANDOM = "random", "A random sample"
 
 
-class SamplingJob(models.Model):
+class SamplingJob(Job):
     """Generate responses with a checkpoint and open them as the next round of comparisons."""
 
     project = models.ForeignKey(
@@ -166,24 +147,18 @@ class SamplingJob(models.Model):
     generation = models.JSONField(
         default=dict, help_text="temperature, top_p, max_new_tokens, seed"
     )
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     round = models.ForeignKey(
         "labeling.Round", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     comparisons_created = models.PositiveIntegerField(default=0)
     dropped_identical = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    log_tail = models.TextField(blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"Sampling {self.pk} with {self.checkpoint} ({self.status})"

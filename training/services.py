@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import random
+import signal
+import time
 from collections.abc import Callable
-from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
+from core.jobs import JobKind, Recovery, enqueue, get_kind, queue_again, run_job
 from labeling.models import (
     Comparison,
     Completion,
@@ -31,7 +32,7 @@ from labeling.models import (
     Snapshot,
 )
 from labeling.snapshots import snapshot_file
-from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED
+from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
 from training.engine.config import ConfigError, DPOConfig, config_from_dict
 from training.models import (
     Checkpoint,
@@ -48,8 +49,17 @@ logger = logging.getLogger(__name__)
 
 # Keys the engine fills in from the run's rows; a user-supplied config may not set them.
 _MANAGED_KEYS = {"data", "model", "reference_model", "out_dir", "metrics_file", "eval_data"}
-HEARTBEAT_INTERVAL_SECONDS = 2.0
+POLL_INTERVAL_SECONDS = 1.0
+LOG_TAIL_SECONDS = 2.0
+TRAINING_JOB = "training_run"
+SAMPLING_JOB = "sampling_job"
+TRAIN_TASK = "workers.tasks.train_run"
+SAMPLE_TASK = "workers.tasks.sample_round"
 GENERATION_KEYS = ("temperature", "top_p", "max_new_tokens", "seed", "finish_reason")
+
+
+class SamplingFailed(RuntimeError):
+    """The sampling engine process did not exit cleanly; the message says how it ended."""
 
 
 class RunRefused(ValueError):
@@ -100,7 +110,7 @@ def start_run(
     created_by: User | None = None,
 ) -> TrainingRun:
     """Queue a training run; the train task is sent after the transaction commits."""
-    if snapshot.status != JobStatus.READY:
+    if snapshot.status != JobStatus.SUCCEEDED:
         raise RunRefused(f"Snapshot {snapshot.pk} is {snapshot.status}; wait until it is ready.")
     if not snapshot.row_count:
         raise RunRefused(f"Snapshot {snapshot.pk} has no rows to train on.")
@@ -108,8 +118,6 @@ def start_run(
         if checkpoint is not None and checkpoint.project_id != snapshot.project_id:
             raise RunRefused("Checkpoints must belong to the snapshot's project.")
     validate_run_config(hyperparameters)
-    from workers.tasks import train_run
-
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project_id=snapshot.project_id,
@@ -121,7 +129,7 @@ def start_run(
         )
         run.out_dir = str(run_out_dir(run))
         run.save(update_fields=["out_dir"])
-        transaction.on_commit(lambda: train_run.delay(run.pk))
+        enqueue(TRAIN_TASK, run.pk)
     return run
 
 
@@ -205,26 +213,17 @@ def _register_checkpoint(run: TrainingRun, event: dict[str, Any]) -> Checkpoint:
     return checkpoint
 
 
-def claim_run(run_id: int) -> TrainingRun | None:
-    """queued -> running, or None when another worker owns the run or it is finished."""
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, error=""
-    )
-    if not claimed:
-        return None
-    return TrainingRun.objects.select_related(
+def execute_run(run_id: int) -> TrainingRun | None:
+    """Run a queued training run through the job wrapper (core.jobs.run_job); returns the row
+    as it ended, or None when it was not queued."""
+    return run_job(TRAINING_JOB, run_id)  # type: ignore[return-value]
+
+
+def _train(claimed: TrainingRun) -> None:
+    """Train a claimed run in a child process and record how it ended."""
+    run = TrainingRun.objects.select_related(
         "snapshot", "start_checkpoint", "reference_checkpoint"
-    ).get(id=run_id)
-
-
-def execute_run(run_id: int, poll_interval: float = 1.0) -> TrainingRun | None:
-    """Claim a queued run, train it in a child process, and record how it ended."""
-    run = claim_run(run_id)
-    if run is None:
-        logger.info("run %s is not queued; another worker owns it or it has ended", run_id)
-        return None
-    TrainingRun.objects.filter(id=run.pk).update(attempts=run.attempts + 1)
+    ).get(id=claimed.pk)
     out_dir = Path(run.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "run.json"
@@ -233,50 +232,84 @@ def execute_run(run_id: int, poll_interval: float = 1.0) -> TrainingRun | None:
     args = ["train", "--config", str(config_path)] + (["--resume"] if resume else [])
     engine = EngineProcess(engine_command(*args), out_dir / "engine.log")
     follower = MetricsFollower(out_dir / "metrics.jsonl")
-    last_beat = 0.0
+    last_log = 0.0
 
     def tick() -> bool:
-        nonlocal last_beat
+        # The job wrapper's thread keeps the heartbeat; this records progress and the log.
+        nonlocal last_log
         for event in follower.read_new():
             _record_event(run, event)
-        now = timezone.now()
-        if now.timestamp() - last_beat >= HEARTBEAT_INTERVAL_SECONDS:
-            last_beat = now.timestamp()
-            TrainingRun.objects.filter(id=run.pk).update(
-                heartbeat_at=now, log_tail=engine.log_tail()
-            )
+        if time.monotonic() - last_log >= LOG_TAIL_SECONDS:
+            last_log = time.monotonic()
+            TrainingRun.objects.filter(id=run.pk).update(log_tail=engine.log_tail())
         return TrainingRun.objects.filter(id=run.pk, cancel_requested=True).exists()
 
     try:
         engine.start()
-        code = follow(engine, tick, interval=poll_interval)
+        code = follow(engine, tick, interval=POLL_INTERVAL_SECONDS)
     except BaseException:
         engine.terminate()
         raise
-    return _finish_run(run, code, engine.log_tail())
+    # The last metrics lines (the final checkpoint, the summary) land before the status does.
+    for event in follower.read_new():
+        _record_event(run, event)
+    _finish_run(run, code, engine.log_tail())
 
 
-def _finish_run(run: TrainingRun, code: int, log_tail: str) -> TrainingRun:
+def engine_exit_message(code: int) -> str:
+    """How the engine process ended, in words."""
+    if code == EXIT_BAD_INPUT:
+        return "The engine refused its input (exit status 2, bad input)."
+    if code == EXIT_DIVERGED:
+        return (
+            "The engine stopped the run because training diverged (the loss or gradient norm "
+            "became non-finite, or the loss grew far past its start); no checkpoint after that "
+            "step was kept."
+        )
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if -code == signal.SIGKILL:
+            return (
+                "The engine process was killed by SIGKILL, probably out of memory "
+                "(the kernel's OOM killer) while the worker survived."
+            )
+        return f"The engine process was killed by {name}."
+    return f"The engine stopped with exit status {code}."
+
+
+def _finish_run(run: TrainingRun, code: int, log_tail: str) -> None:
     if code == 0:
         status, error = RunStatus.SUCCEEDED, ""
     elif code == EXIT_CANCELLED:
         status, error = RunStatus.CANCELLED, ""
     else:
-        kind = "bad input" if code == EXIT_BAD_INPUT else f"exit status {code}"
-        status, error = (
-            RunStatus.FAILED,
-            f"The engine stopped with {kind}.\n{_last_error(log_tail)}",
-        )
-    TrainingRun.objects.filter(id=run.pk, status=RunStatus.RUNNING).update(
+        message = engine_exit_message(code)
+        cancelled = TrainingRun.objects.filter(id=run.pk, cancel_requested=True).exists()
+        attempts = TrainingRun.objects.values_list("attempts", flat=True).get(id=run.pk)
+        if code == -signal.SIGKILL and not cancelled and _may_resume(attempts):
+            # Only the engine died: continue from its last checkpoint, as for a lost worker.
+            TrainingRun.objects.filter(id=run.pk).update(log_tail=log_tail)
+            if queue_again(
+                run,
+                get_kind(TRAINING_JOB),
+                f"{message} Resuming from its last checkpoint (attempt {attempts + 1}).",
+            ):
+                logger.warning("run %s: engine killed by SIGKILL; queued to resume", run.pk)
+                return
+        status = RunStatus.CANCELLED if cancelled and code < 0 else RunStatus.FAILED
+        detail = _last_error(log_tail)
+        error = f"{message}\n{detail}" if detail else message
+    TrainingRun.objects.filter(id=run.pk, status=RunStatus.RUNNING, worker=run.worker).update(
         status=status,
         error=error,
         log_tail=log_tail,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
     )
-    run.refresh_from_db()
-    logger.info("run %s ended %s (exit %s)", run.pk, run.status, code)
-    return run
+    logger.info("run %s ended %s (exit %s)", run.pk, status, code)
 
 
 def _last_error(log_tail: str) -> str:
@@ -284,75 +317,37 @@ def _last_error(log_tail: str) -> str:
     return "\n".join(lines[-8:])
 
 
-def recover_lost_runs(now: Any = None) -> list[tuple[int, str]]:
-    """Find running runs whose heartbeat stopped; resume them from their last checkpoint or
-    mark them failed, as PREFLAB_LOST_RUN_POLICY says. Returns (run id, new status) pairs."""
-    from workers.tasks import train_run
-
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.PREFLAB_HEARTBEAT_TIMEOUT_SECONDS)
-    outcomes: list[tuple[int, str]] = []
-    status: str
-    stale = TrainingRun.objects.filter(status=RunStatus.RUNNING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+def _may_resume(attempts: int) -> bool:
+    return (
+        settings.PREFLAB_LOST_RUN_POLICY == "resume"
+        and attempts < settings.PREFLAB_MAX_RUN_ATTEMPTS
     )
-    for run in stale:
-        resumable = (
-            settings.PREFLAB_LOST_RUN_POLICY == "resume"
-            and not run.cancel_requested
-            and run.attempts < settings.PREFLAB_MAX_RUN_ATTEMPTS
-        )
-        seen = run.heartbeat_at.isoformat() if run.heartbeat_at else "never"
-        if resumable:
-            with transaction.atomic():
-                moved = TrainingRun.objects.filter(
-                    id=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at
-                ).update(
-                    status=RunStatus.QUEUED,
-                    error=f"Worker lost (last heartbeat {seen}); resuming.",
-                )
-                if moved:
-                    transaction.on_commit(partial(train_run.delay, run.pk))
-                    outcomes.append((run.pk, RunStatus.QUEUED))
-        else:
-            status = RunStatus.CANCELLED if run.cancel_requested else RunStatus.FAILED
-            moved = TrainingRun.objects.filter(
-                id=run.pk, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at
-            ).update(
-                status=status,
-                error=f"Worker lost: no heartbeat since {seen}.",
-                finished_at=now,
-            )
-            if moved:
-                outcomes.append((run.pk, status))
-    for run_id, outcome in outcomes:
-        logger.warning("run %s had a stale heartbeat; now %s", run_id, outcome)
-    return outcomes
 
 
-def fail_lost_sampling_jobs(now: Any = None) -> list[int]:
-    """Mark sampling jobs whose heartbeat stopped as failed; there is nothing to resume from,
-    and nothing of them was written (a round is created in one transaction at the end)."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.PREFLAB_HEARTBEAT_TIMEOUT_SECONDS)
-    stale = list(
-        SamplingJob.objects.filter(status=RunStatus.RUNNING)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
-        .values_list("id", "heartbeat_at")
+def training_job_kind() -> JobKind:
+    """Registered by TrainingConfig.ready(): a lost run resumes from its last checkpoint
+    (PREFLAB_LOST_RUN_POLICY=resume, up to PREFLAB_MAX_RUN_ATTEMPTS attempts) or fails."""
+    return JobKind(
+        name=TRAINING_JOB,
+        model=TrainingRun,
+        task_name=TRAIN_TASK,
+        execute=_train,
+        recovery=Recovery.RESUME,
+        may_retry=lambda run: _may_resume(run.attempts),
     )
-    failed = []
-    for job_id, heartbeat_at in stale:
-        seen = heartbeat_at.isoformat() if heartbeat_at else "never"
-        if SamplingJob.objects.filter(
-            id=job_id, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at
-        ).update(
-            status=RunStatus.FAILED,
-            error=f"Worker lost: no heartbeat since {seen}. Start the sampling again.",
-            finished_at=now,
-        ):
-            failed.append(job_id)
-            logger.warning("sampling job %s had a stale heartbeat; now failed", job_id)
-    return failed
+
+
+def sampling_job_kind() -> JobKind:
+    """Registered by TrainingConfig.ready(): a lost sampling job fails (nothing of it was
+    written: a round is created in one transaction at the end); start it again."""
+    return JobKind(
+        name=SAMPLING_JOB,
+        model=SamplingJob,
+        task_name=SAMPLE_TASK,
+        execute=_sample_round,
+        recovery=Recovery.FAIL,
+        lost_hint="Start the sampling again.",
+    )
 
 
 # --- sampling -----------------------------------------------------------------------------
@@ -375,8 +370,6 @@ def start_sampling(
         raise RunRefused("Say how many prompts to sample.")
     if not project.prompts.exists():
         raise RunRefused("The project has no prompts to sample.")
-    from workers.tasks import sample_round
-
     with transaction.atomic():
         job = SamplingJob.objects.create(
             project=project,
@@ -388,7 +381,7 @@ def start_sampling(
             generation=generation or {},
             created_by=created_by,
         )
-        transaction.on_commit(lambda: sample_round.delay(job.pk))
+        enqueue(SAMPLE_TASK, job.pk)
     return job
 
 
@@ -422,63 +415,51 @@ def _sample(
     engine.start()
     code = follow(engine, on_tick)
     if code != 0:
-        raise RuntimeError(f"sampling exited with status {code}:\n{_last_error(engine.log_tail())}")
+        raise SamplingFailed(f"{engine_exit_message(code)}\n{_last_error(engine.log_tail())}")
     with out_path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
 def execute_sampling(job_id: int) -> SamplingJob | None:
-    """Claim a queued sampling job, generate, and open the new round in one transaction."""
-    now = timezone.now()
-    if not SamplingJob.objects.filter(id=job_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now
-    ):
-        return None
+    """Run a queued sampling job through the job wrapper (core.jobs.run_job); returns the row
+    as it ended, or None when it was not queued."""
+    return run_job(SAMPLING_JOB, job_id)  # type: ignore[return-value]
+
+
+def _sample_round(claimed: SamplingJob) -> None:
+    """Generate with a claimed job's checkpoint(s) and open the new round in one transaction.
+    An exception leaves nothing written; the job wrapper marks the job failed."""
     job = SamplingJob.objects.select_related("project", "checkpoint", "previous_checkpoint").get(
-        id=job_id
+        id=claimed.pk
     )
     work_dir = Path(settings.ARTIFACT_ROOT) / "sampling" / str(job.pk)
     work_dir.mkdir(parents=True, exist_ok=True)
 
     def tick() -> bool:
-        SamplingJob.objects.filter(id=job.pk).update(heartbeat_at=timezone.now())
-        return False
+        return SamplingJob.objects.filter(id=job.pk, cancel_requested=True).exists()
 
-    try:
-        prompts = select_prompts(job)
-        prompts_path = work_dir / "prompts.jsonl"
-        with prompts_path.open("w", encoding="utf-8") as handle:
-            for prompt in prompts:
-                content: Any = prompt.messages if prompt.is_chat else prompt.text
-                handle.write(json.dumps({"id": prompt.id, "prompt": content}) + "\n")
-        if job.pairing == PairingMode.TWO_SAMPLES:
-            rows = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 2, job, tick)
-            sides = [(job.checkpoint, rows[0::2]), (job.checkpoint, rows[1::2])]
-        else:
-            assert job.previous_checkpoint is not None
-            new = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 1, job, tick)
-            old = _sample(
-                job.previous_checkpoint, prompts_path, work_dir / "old.jsonl", 1, job, tick
-            )
-            sides = [(job.checkpoint, new), (job.previous_checkpoint, old)]
-        created, dropped, round_ = _open_round(job, prompts, sides)
-    except Exception as exc:
-        SamplingJob.objects.filter(id=job.pk).update(
-            status=RunStatus.FAILED,
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
-        logger.exception("sampling job %s failed", job.pk)
-        raise
-    SamplingJob.objects.filter(id=job.pk).update(
+    prompts = select_prompts(job)
+    prompts_path = work_dir / "prompts.jsonl"
+    with prompts_path.open("w", encoding="utf-8") as handle:
+        for prompt in prompts:
+            content: Any = prompt.messages if prompt.is_chat else prompt.text
+            handle.write(json.dumps({"id": prompt.id, "prompt": content}) + "\n")
+    if job.pairing == PairingMode.TWO_SAMPLES:
+        rows = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 2, job, tick)
+        sides = [(job.checkpoint, rows[0::2]), (job.checkpoint, rows[1::2])]
+    else:
+        assert job.previous_checkpoint is not None
+        new = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 1, job, tick)
+        old = _sample(job.previous_checkpoint, prompts_path, work_dir / "old.jsonl", 1, job, tick)
+        sides = [(job.checkpoint, new), (job.previous_checkpoint, old)]
+    created, dropped, round_ = _open_round(job, prompts, sides)
+    SamplingJob.objects.filter(id=job.pk, status=RunStatus.RUNNING, worker=claimed.worker).update(
         status=RunStatus.SUCCEEDED,
         round=round_,
         comparisons_created=created,
         dropped_identical=dropped,
         finished_at=timezone.now(),
     )
-    job.refresh_from_db()
-    return job
 
 
 _CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")

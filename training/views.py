@@ -105,7 +105,7 @@ def snapshot_download(
 ) -> HttpResponseBase:
     membership = reviewer_or_403(request, project_id)
     snapshot = get_object_or_404(
-        Snapshot, project=membership.project, id=snapshot_id, status=JobStatus.READY
+        Snapshot, project=membership.project, id=snapshot_id, status=JobStatus.SUCCEEDED
     )
     if file_format not in {"jsonl", "parquet", "manifest"}:
         raise Http404("Unknown format.")

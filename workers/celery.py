@@ -10,11 +10,15 @@ from pathlib import Path
 
 from celery import Celery
 
+from core.liveness import LivenessStep
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("preflab")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"])
+# The liveness file and its guard (core/liveness.py): a worker that stops consuming exits.
+app.steps["consumer"].add(LivenessStep)
 
 
 def _ensure_broker_folders() -> None:

@@ -1,41 +1,42 @@
-"""Celery tasks: thin wrappers that take ids, call domain code and let it record state.
+"""Celery tasks: thin, by name, through the one job wrapper (core.jobs.run_job).
 
-Results never travel through the broker; every job has a database row the UI reads.
+Each task takes a job's id; run_job claims the row, heartbeats, records failures, and the
+job kind's own function (registered by its app) does the work. Results never travel through
+the broker: every job has a database row the UI reads. Domain code sends these by name
+(core.jobs.enqueue) and never imports this module.
 """
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
-logger = logging.getLogger(__name__)
+# Imports of Django code stay inside the tasks: this module is imported before Django's app
+# registry is ready.
 
 
 @shared_task(name="workers.tasks.build_snapshot")
 def build_snapshot(snapshot_id: int) -> None:
-    from labeling.snapshots import build_snapshot as build
+    from core.jobs import run_job
 
-    build(snapshot_id)
+    run_job("snapshot", snapshot_id)
 
 
 @shared_task(name="workers.tasks.train_run")
 def train_run(run_id: int) -> None:
-    from training.services import execute_run
+    from core.jobs import run_job
 
-    execute_run(run_id)
+    run_job("training_run", run_id)
 
 
 @shared_task(name="workers.tasks.sample_round")
 def sample_round(job_id: int) -> None:
-    from training.services import execute_sampling
+    from core.jobs import run_job
 
-    execute_sampling(job_id)
+    run_job("sampling_job", job_id)
 
 
 @shared_task(name="workers.tasks.watchdog")
 def watchdog() -> None:
-    from training.services import fail_lost_sampling_jobs, recover_lost_runs
+    from core.jobs import watchdog as run_watchdog
 
-    recover_lost_runs()
-    fail_lost_sampling_jobs()
+    run_watchdog()

@@ -56,7 +56,7 @@ def test_every_vote_policy_exports_each_decisive_vote(voted_project):
     project, comparisons = voted_project
     snapshot = build_snapshot(request_snapshot(project, "every_vote").id)
     rows = read_jsonl(snapshot)
-    assert snapshot.status == JobStatus.READY
+    assert snapshot.status == JobStatus.SUCCEEDED
     assert snapshot.row_count == len(rows) == 3 + 3 + 1 + 2
     first = [row for row in rows if row["comparison_id"] == comparisons[0].id]
     assert {row["chosen"] for row in first} == {comparisons[0].completion_a.text}

@@ -41,7 +41,7 @@ def labeled_project(make_project, tiny_model, pairs=8):
 def ready_snapshot(project, worker) -> Snapshot:
     snapshot = export_snapshot(project, "every_vote")
     return wait_for(
-        lambda: Snapshot.objects.filter(id=snapshot.id, status=JobStatus.READY).first(),
+        lambda: Snapshot.objects.filter(id=snapshot.id, status=JobStatus.SUCCEEDED).first(),
         120,
         "the snapshot",
         worker,
