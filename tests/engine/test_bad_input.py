@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 
 import pytest
 
 from training.engine import EXIT_BAD_INPUT
 from training.engine.config import ConfigError, DPOConfig, config_from_dict, load_config
 from training.engine.data import DataError, Record, Tokenization, read_records, tokenize_pairs
+from training.engine.modeling import load_causal_lm
 
 from .conftest import engine, events, write_jsonl
 
@@ -44,6 +47,25 @@ def tokenize(rows, tokenizer, max_length=64, max_prompt_length=32):
             {"prompt": "p", "chosen": "bad \ud800 text", "rejected": "no"},
             "line 2: 'chosen' holds undecodable text",
         ),
+        (
+            {"prompt": [{"role": "user", "text": "q"}], "chosen": "a", "rejected": "b"},
+            "line 2: 'prompt' message 0 must be an object with 'role' and 'content'",
+        ),
+        (
+            {"prompt": "p", "chosen": [{"content": "a"}], "rejected": "b"},
+            "line 2: 'chosen' message 0 must be an object with 'role' and 'content'",
+        ),
+        ({"prompt": "p", "chosen": ["a"], "rejected": "b"}, "line 2: 'chosen' message 0 must"),
+        (
+            {"prompt": [{"role": "user", "content": 5}], "chosen": "a", "rejected": "b"},
+            "line 2: 'prompt' message 0 content must be a string",
+        ),
+        ({"prompt": None, "chosen": "a", "rejected": "b"}, "line 2: missing column 'prompt'"),
+        ({**GOOD, "weight": "1"}, "line 2: 'weight' must be a number, got str"),
+        ({**GOOD, "weight": True}, "line 2: 'weight' must be a number, got bool"),
+        ({**GOOD, "weight": -0.5}, "line 2: 'weight' must be finite and not negative"),
+        ({**GOOD, "weight": float("nan")}, "line 2: 'weight' must be finite"),
+        ({**GOOD, "weight": None}, "line 2: 'weight' is null"),
     ],
 )
 def test_each_bad_row_is_named(tokenizer, row, message):
@@ -88,7 +110,9 @@ def test_unknown_keys_and_bad_values_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="beta: must be positive"):
         config_from_dict(DPOConfig, {**base, "beta": 0})
     with pytest.raises(ConfigError, match="loss_type: expected one of"):
-        config_from_dict(DPOConfig, {**base, "loss_type": "hinge"})
+        config_from_dict(DPOConfig, {**base, "loss_type": "dpo"})
+    with pytest.raises(ConfigError, match="shuffle: expected bool"):
+        config_from_dict(DPOConfig, {**base, "shuffle": "no"})
     with pytest.raises(ConfigError, match="batch_size: expected int"):
         config_from_dict(DPOConfig, {**base, "batch_size": "8"})
     with pytest.raises(ConfigError, match="multiple of micro_batch_size"):
@@ -116,3 +140,81 @@ def test_a_bad_row_fails_the_run_with_an_error_event(tmp_path, run_config):
     (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
     assert "line 2: missing column 'rejected'" in error["message"]
     assert error["error_type"] == "DataError"
+
+
+def test_a_chat_message_without_content_exits_2_naming_the_file_and_line(tmp_path, run_config):
+    """The issue's case: a message with no 'content' key (it was a KeyError, exit 1)."""
+    chat = {"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}
+    bad = {"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}
+    data = write_jsonl(tmp_path / "chat.jsonl", [chat, chat, bad])
+    assert engine("train", "--config", str(run_config(data))) == EXIT_BAD_INPUT
+    (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
+    assert f"{data}: line 3: 'prompt' message 0" in error["message"]
+    assert "(no 'content')" in error["message"]
+
+
+def test_a_chat_template_that_raises_is_a_row_error(tokenizer):
+    """A template's own checks (here: roles must alternate) name the row instead of failing
+    with a jinja traceback."""
+    tokenization = Tokenization(tokenizer, 64, 32)
+    tokenization.tokenizer = copy.copy(tokenizer)
+    tokenization.tokenizer.chat_template = (
+        "{% for m in messages %}{% if loop.index0 % 2 == 0 and m['role'] != 'user' %}"
+        "{{ raise_exception('roles must alternate user/assistant') }}{% endif %}"
+        "{{ m['content'] }}{% endfor %}"
+    )
+    row = {"prompt": [{"role": "assistant", "content": "q"}], "chosen": "a", "rejected": "b"}
+    with pytest.raises(DataError, match="line 1: the chat template cannot render the row"):
+        tokenize_pairs([Record("line 1", row)], tokenization)
+
+
+def test_weights_are_read_and_can_be_ignored(tokenizer, tmp_path):
+    rows = [{**GOOD, "weight": 2.5}, {"prompt": "q", "chosen": "a", "rejected": "b"}]
+    data = write_jsonl(tmp_path / "w.jsonl", rows)
+    tokenization = Tokenization(tokenizer, 64, 32)
+    weighted = tokenize_pairs(read_records(data), tokenization)
+    assert [e.weight for e in weighted] == [2.5, 1.0]
+    plain = tokenize_pairs(read_records(data), tokenization, weights=False)
+    assert [e.weight for e in plain] == [1.0, 1.0]
+
+
+def test_all_zero_weights_are_refused(tmp_path, run_config):
+    data = write_jsonl(tmp_path / "d.jsonl", [{**GOOD, "weight": 0}, {**GOOD, "weight": 0.0}])
+    assert engine("train", "--config", str(run_config(data))) == EXIT_BAD_INPUT
+    (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
+    assert f"{data}: every training pair has 'weight' 0" in error["message"]
+
+
+def test_a_pickle_only_model_is_refused_with_exit_2(tmp_path, tiny_model, pairs_file, run_config):
+    """A model directory with pytorch_model.bin and no safetensors: a clear message, no
+    traceback, before any data is read (it was an uncaught transformers OSError, exit 1)."""
+    model_dir = tmp_path / "pickled"
+    shutil.copytree(tiny_model, model_dir)
+    (model_dir / "model.safetensors").unlink()
+    (model_dir / "pytorch_model.bin").write_bytes(b"not loaded, never unpickled")
+    config = run_config(pairs_file(8), model=str(model_dir))
+    assert engine("train", "--config", str(config)) == EXIT_BAD_INPUT
+    (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
+    assert "pytorch_model.bin" in error["message"]
+    assert "only safetensors are loaded" in error["message"]
+    with pytest.raises(ConfigError, match="only safetensors are loaded"):
+        load_causal_lm(str(model_dir))
+    assert (
+        engine(
+            "sample",
+            "--model",
+            str(model_dir),
+            "--prompts",
+            str(pairs_file(2)),
+            "--out",
+            str(tmp_path / "s.jsonl"),
+        )
+        == EXIT_BAD_INPUT
+    )
+
+
+def test_a_missing_model_is_exit_2(tmp_path, pairs_file, run_config):
+    config = run_config(pairs_file(8), model=str(tmp_path / "no-such-model"))
+    assert engine("train", "--config", str(config)) == EXIT_BAD_INPUT
+    (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
+    assert "no-such-model" in error["message"]

@@ -1,147 +1,279 @@
-"""preference_loss equals a plain float64 implementation of ../shared/DPO.md, gradients too."""
+"""The loss menu against plain float64 implementations of ../shared/DPO.md: per-pair losses,
+rewards and gradients to 1e-6, and a batch's weighted value.
+
+The reference formulas below are written from DPO.md's table scalar by scalar with Python
+floats; their gradients are central differences of those formulas, so nothing here shares code
+or autograd with training/engine/losses.py.
+"""
 
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 import torch
 
-from training.engine.losses import preference_loss
+from training.engine.config import (
+    LABEL_SMOOTHING_RANGES,
+    LOSS_TYPES,
+    ConfigError,
+    DPOConfig,
+    LossType,
+    config_from_dict,
+)
+from training.engine.losses import LossSpec, PairLogps, batch_loss, combine, loss_terms
 
 
-def reference_implementation(pc, pr, rc, rr, beta, eps, loss_type, reference_free):
-    """DPO.md written out scalar by scalar in Python floats (float64)."""
-    losses, chosen, rejected = [], [], []
-    for a, b, c, d in zip(pc, pr, rc, rr, strict=True):
-        if reference_free:
-            c = d = 0.0
-        h = (a - b) - (c - d)
-        if loss_type == "sigmoid":
-
-            def log_sigmoid(x):
-                return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
-
-            losses.append(-(1 - eps) * log_sigmoid(beta * h) - eps * log_sigmoid(-beta * h))
-        else:
-            losses.append((h - 1 / (2 * beta)) ** 2)
-        chosen.append(beta * (a - c))
-        rejected.append(beta * (b - d))
-    return losses, chosen, rejected
+def log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x)) if x >= 0 else x - math.log1p(math.exp(x))
 
 
-def reference_gradients(pc, pr, rc, rr, beta, eps, loss_type, reference_free):
-    """d loss_i / d policy_chosen_i (= -d loss_i / d policy_rejected_i), by hand."""
-    grads = []
-    for a, b, c, d in zip(pc, pr, rc, rr, strict=True):
-        if reference_free:
-            c = d = 0.0
-        h = (a - b) - (c - d)
-        if loss_type == "sigmoid":
-            s_pos = 1 / (1 + math.exp(-beta * h))
-            grads.append(-(1 - eps) * beta * (1 - s_pos) + eps * beta * s_pos)
-        else:
-            grads.append(2 * (h - 1 / (2 * beta)))
-    return grads
+def sigma(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def formula(name, sw, sl, ref_w, ref_l, nw, nl, beta, eps, gamma):
+    """(loss, chosen reward, rejected reward) of one pair, from DPO.md's table."""
+    r_w, r_l = sw - ref_w, sl - ref_l
+    h = r_w - r_l
+    b = beta
+    if name == "sigmoid":
+        loss = -(1 - eps) * log_sigmoid(b * h) - eps * log_sigmoid(-b * h)
+    elif name == "robust":
+        loss = (-(1 - eps) * log_sigmoid(b * h) + eps * log_sigmoid(-b * h)) / (1 - 2 * eps)
+    elif name == "hinge":
+        loss = max(0.0, 1 - b * h)
+    elif name == "ipo":
+        loss = (r_w / nw - r_l / nl - 1 / (2 * b)) ** 2
+    elif name == "ipo_sum":
+        loss = (h - 1 / (2 * b)) ** 2
+    elif name == "sigmoid_norm":
+        loss = -log_sigmoid(b * (r_w / nw - r_l / nl))
+    elif name == "nca_pair":
+        loss = -log_sigmoid(b * r_w) - 0.5 * log_sigmoid(-b * r_w) - 0.5 * log_sigmoid(-b * r_l)
+    elif name == "bco_pair":
+        loss = -log_sigmoid(b * r_w) - log_sigmoid(-b * r_l)
+    elif name == "sppo_hard":
+        loss = (r_w - 1 / (2 * b)) ** 2 + (r_l + 1 / (2 * b)) ** 2
+    elif name == "apo_zero":
+        loss = (1 - sigma(b * r_w)) + sigma(b * r_l)
+    elif name == "apo_down":
+        loss = sigma(b * r_w) + (1 - sigma(b * h))
+    elif name == "exo_pair":
+        q = sigma(b * h)
+        loss = q * math.log(q / (1 - eps)) + (1 - q) * math.log((1 - q) / eps)
+    elif name == "simpo":
+        loss = -log_sigmoid(b * (sw / nw - sl / nl) - gamma)
+        return loss, b * sw / nw, b * sl / nl
+    elif name == "sft":
+        loss = -sw  # summed NLL; the batch divides by the chosen tokens
+    else:
+        raise AssertionError(name)
+    return loss, b * r_w, b * r_l
+
+
+def finite_difference(f, x: float, step: float = 1e-5) -> float:
+    return (f(x + step) - f(x - step)) / (2 * step)
+
+
+def settings_for(name: str) -> list[tuple[float, float]]:
+    """(beta, eps) pairs to test a loss at."""
+    if name in ("sigmoid", "robust"):
+        return [(0.1, 0.0), (0.5, 0.2)]
+    if name == "exo_pair":
+        return [(0.1, 1e-3), (0.7, 0.3)]
+    return [(0.1, 0.0), (1.5, 0.0)]
 
 
 CASES = [
-    ("sigmoid", 0.0, False, 0.1),
-    ("sigmoid", 0.2, False, 0.5),  # conservative DPO
-    ("ipo", 0.0, False, 0.1),
-    ("sigmoid", 0.0, True, 0.1),  # reference-free
-    ("sigmoid", 0.1, True, 2.0),
-    ("ipo", 0.0, True, 0.3),
+    (name, beta, eps, reference_free)
+    for name in LOSS_TYPES
+    for beta, eps in settings_for(name)
+    for reference_free in (False, True)
+    if not (reference_free and name in ("simpo", "sft"))  # those never read the reference
 ]
 
 
-@pytest.mark.parametrize(("loss_type", "eps", "reference_free", "beta"), CASES)
-def test_losses_rewards_and_gradients_equal_float64_formulas(loss_type, eps, reference_free, beta):
-    gen = torch.Generator().manual_seed(0)
-    n = 64
-    pc = (torch.randn(n, generator=gen, dtype=torch.float64) * 20 - 60).requires_grad_()
-    pr = (torch.randn(n, generator=gen, dtype=torch.float64) * 20 - 60).requires_grad_()
-    rc = torch.randn(n, generator=gen, dtype=torch.float64) * 20 - 60
-    rr = torch.randn(n, generator=gen, dtype=torch.float64) * 20 - 60
+def inputs(n: int = 48, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    sw = torch.randn(n, generator=gen, dtype=torch.float64) * 12 - 40
+    sl = torch.randn(n, generator=gen, dtype=torch.float64) * 12 - 40
+    ref_w = sw + torch.randn(n, generator=gen, dtype=torch.float64) * 8
+    ref_l = sl + torch.randn(n, generator=gen, dtype=torch.float64) * 8
+    nw = torch.randint(1, 40, (n,), generator=gen).double()
+    nl = torch.randint(1, 40, (n,), generator=gen).double()
+    return sw, sl, ref_w, ref_l, nw, nl
 
-    losses, chosen, rejected = preference_loss(
+
+@pytest.mark.parametrize(("name", "beta", "eps", "reference_free"), CASES)
+def test_each_loss_equals_its_float64_formula(name, beta, eps, reference_free):
+    gamma = 0.7
+    sw, sl, ref_w, ref_l, nw, nl = inputs()
+    pc, pr = sw.clone().requires_grad_(), sl.clone().requires_grad_()
+    x = PairLogps(
         pc,
         pr,
-        rc,
-        rr,
-        beta,
-        label_smoothing=eps,
-        loss_type=loss_type,
-        reference_free=reference_free,
+        nw,
+        nl,
+        None if reference_free else ref_w,
+        None if reference_free else ref_l,
     )
-    args = (
-        pc.tolist(),
-        pr.tolist(),
-        rc.tolist(),
-        rr.tolist(),
-        beta,
-        eps,
-        loss_type,
-        reference_free,
-    )
-    want_losses, want_chosen, want_rejected = reference_implementation(*args)
-    torch.testing.assert_close(
-        losses.detach(), torch.tensor(want_losses, dtype=torch.float64), rtol=0, atol=1e-6
-    )
-    torch.testing.assert_close(
-        chosen, torch.tensor(want_chosen, dtype=torch.float64), rtol=0, atol=1e-6
-    )
-    torch.testing.assert_close(
-        rejected, torch.tensor(want_rejected, dtype=torch.float64), rtol=0, atol=1e-6
-    )
+    losses, chosen, rejected = loss_terms(name, x, beta, eps, gamma)
+    assert losses.shape == chosen.shape == rejected.shape == (len(sw),)
     assert not chosen.requires_grad and not rejected.requires_grad
-
     losses.sum().backward()
-    want_grad = torch.tensor(reference_gradients(*args), dtype=torch.float64)
-    torch.testing.assert_close(pc.grad, want_grad, rtol=0, atol=1e-6)
-    torch.testing.assert_close(pr.grad, -want_grad, rtol=0, atol=1e-6)
+    grads_w, grads_l = (g if g is not None else torch.zeros_like(sw) for g in (pc.grad, pr.grad))
+
+    for i in range(len(sw)):
+        a, b, c, d = sw[i].item(), sl[i].item(), ref_w[i].item(), ref_l[i].item()
+        if reference_free:
+            c = d = 0.0
+        n_w, n_l = nw[i].item(), nl[i].item()
+
+        def f(a_, b_, c=c, d=d, n_w=n_w, n_l=n_l):
+            return formula(name, a_, b_, c, d, n_w, n_l, beta, eps, gamma)
+
+        want, want_c, want_r = f(a, b)
+        assert losses[i].item() == pytest.approx(want, abs=1e-6, rel=0)
+        assert chosen[i].item() == pytest.approx(want_c, abs=1e-6, rel=0)
+        assert rejected[i].item() == pytest.approx(want_r, abs=1e-6, rel=0)
+        grad_w = finite_difference(lambda v, b=b, f=f: f(v, b)[0], a)
+        grad_l = finite_difference(lambda v, a=a, f=f: f(a, v)[0], b)
+        assert grads_w[i].item() == pytest.approx(grad_w, abs=1e-6, rel=0), i
+        assert grads_l[i].item() == pytest.approx(grad_l, abs=1e-6, rel=0), i
 
 
-def test_float32_inputs_match_float64_formulas():
-    gen = torch.Generator().manual_seed(1)
-    values = [torch.randn(32, generator=gen) * 5 - 30 for _ in range(4)]
-    losses, chosen, rejected = preference_loss(*values, beta=0.1)
-    want, want_c, want_r = reference_implementation(
-        *(v.double().tolist() for v in values), 0.1, 0.0, "sigmoid", False
-    )
-    torch.testing.assert_close(
-        losses.double(), torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-6
-    )
-    torch.testing.assert_close(
-        chosen.double() - rejected.double(),
-        torch.tensor(want_c, dtype=torch.float64) - torch.tensor(want_r, dtype=torch.float64),
-        rtol=0,
-        atol=1e-5,
-    )
+@pytest.mark.parametrize(
+    ("types", "loss_weights", "eps"),
+    [
+        (("sigmoid",), (1.0,), 0.0),
+        (("sigmoid", "sft"), (1.0, 0.5), 0.1),  # RPO
+        (("sigmoid", "bco_pair", "sft"), (0.8, 0.2, 1.0), 0.0),  # MPO's combination
+        (("simpo", "sft"), (1.0, 0.3), 0.0),  # CPO-style SimPO + NLL
+        (("sft",), (1.0,), 0.0),
+        (("ipo", "hinge"), (2.0, 0.25), 0.0),
+    ],
+)
+def test_a_weighted_batch_equals_the_float64_weighted_mean(types, loss_weights, eps):
+    beta, gamma = 0.3, 0.5
+    sw, sl, ref_w, ref_l, nw, nl = inputs(16, seed=3)
+    gen = torch.Generator().manual_seed(4)
+    w = torch.rand(16, generator=gen, dtype=torch.float64) * 3
+    w[2] = 0.0  # a zero weight is allowed
+
+    def value(s_w: list[float], s_l: list[float]) -> float:
+        """DPO.md: sum_i w_i L_i / sum_i w_i; sft: the weighted chosen-token mean NLL."""
+        pair_num, sft_num = 0.0, 0.0
+        for i in range(16):
+            for name, k in zip(types, loss_weights, strict=True):
+                loss, _, _ = formula(
+                    name,
+                    s_w[i],
+                    s_l[i],
+                    ref_w[i].item(),
+                    ref_l[i].item(),
+                    nw[i].item(),
+                    nl[i].item(),
+                    beta,
+                    eps,
+                    gamma,
+                )
+                if name == "sft":
+                    sft_num += k * w[i].item() * loss
+                else:
+                    pair_num += k * w[i].item() * loss
+        tokens = sum(w[i].item() * nw[i].item() for i in range(16))
+        return pair_num / w.sum().item() + sft_num / tokens
+
+    pc, pr = sw.clone().requires_grad_(), sl.clone().requires_grad_()
+    spec = LossSpec(types, loss_weights, beta, eps, gamma)
+    references = (None, None) if not spec.needs_reference else (ref_w, ref_l)
+    combined = combine(PairLogps(pc, pr, nw, nl, *references), spec)
+    total = batch_loss(combined, nw, w)
+    assert total.item() == pytest.approx(value(sw.tolist(), sl.tolist()), abs=1e-6, rel=0)
+    total.backward()
+    grads_w, grads_l = (g if g is not None else torch.zeros_like(sw) for g in (pc.grad, pr.grad))
+    for i in range(16):
+
+        def bump(side: int, v: float, i: int = i) -> float:
+            s_w, s_l = sw.tolist(), sl.tolist()
+            (s_w if side == 0 else s_l)[i] = v
+            return value(s_w, s_l)
+
+        grad_w = finite_difference(lambda v: bump(0, v), sw[i].item())
+        grad_l = finite_difference(lambda v: bump(1, v), sl[i].item())
+        assert grads_w[i].item() == pytest.approx(grad_w, abs=1e-6, rel=0)
+        assert grads_l[i].item() == pytest.approx(grad_l, abs=1e-6, rel=0)
 
 
-def test_loss_is_ln2_when_policy_equals_reference():
+def test_float32_inputs_stay_close_to_float64():
+    sw, sl, ref_w, ref_l, nw, nl = inputs(32, seed=5)
+    for name in LOSS_TYPES:
+        eps = 0.1 if name in LABEL_SMOOTHING_RANGES else 0.0
+        x32 = PairLogps(*(t.float() for t in (sw, sl, nw, nl, ref_w, ref_l)))
+        x64 = PairLogps(sw, sl, nw, nl, ref_w, ref_l)
+        got, _, _ = loss_terms(name, x32, 0.1, eps)
+        want, _, _ = loss_terms(name, x64, 0.1, eps)
+        torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_dpo_is_ln2_at_the_reference_and_stays_finite_far_from_it():
     x = torch.tensor([-10.0, -3.5, -80.0])
     y = torch.tensor([-12.0, -1.0, -79.0])
-    losses, chosen, rejected = preference_loss(x, y, x, y, beta=0.1)
+    n = torch.ones(3)
+    losses, chosen, rejected = loss_terms("sigmoid", PairLogps(x, y, n, n, x, y), 0.1)
     torch.testing.assert_close(losses, torch.full((3,), math.log(2.0)))
     assert chosen.abs().max() == 0 and rejected.abs().max() == 0
-
-
-def test_large_margins_stay_finite():
-    pc = torch.tensor([0.0, -1e4], dtype=torch.float64)
-    pr = torch.tensor([-1e4, 0.0], dtype=torch.float64)
+    far = torch.tensor([0.0, -1e4], dtype=torch.float64)
     zeros = torch.zeros(2, dtype=torch.float64)
-    losses, _, _ = preference_loss(pc, pr, zeros, zeros, beta=1.0)
-    assert torch.isfinite(losses).all()
-    assert losses[0] == 0 and losses[1] == pytest.approx(1e4)
+    ones = torch.ones(2, dtype=torch.float64)
+    for name in LOSS_TYPES:
+        eps = 1e-3 if name in LABEL_SMOOTHING_RANGES else 0.0
+        x = PairLogps(far, far.flip(0), ones, ones, zeros, zeros)
+        losses, _, _ = loss_terms(name, x, 1.0, eps)
+        assert torch.isfinite(losses).all(), name
 
 
-def test_bad_arguments_are_rejected():
-    x = torch.zeros(2)
-    with pytest.raises(ValueError, match="loss_type"):
-        preference_loss(x, x, x, x, beta=0.1, loss_type="hinge")
-    with pytest.raises(ValueError, match="beta"):
-        preference_loss(x, x, x, x, beta=0.0)
-    with pytest.raises(ValueError, match="label_smoothing"):
-        preference_loss(x, x, x, x, beta=0.1, loss_type="ipo", label_smoothing=0.1)
+def test_the_config_offers_exactly_the_loss_menu():
+    assert tuple(LOSS_TYPES) == typing.get_args(LossType)
+    assert all(isinstance(h, str) and h and "\n" not in h for h in LOSS_TYPES.values())
+
+
+BASE = {"data": "d.jsonl", "model": "m", "out_dir": "o"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"loss_type": "dpo"}, "loss_type: expected one of"),
+        ({"loss_type": ["sigmoid", "sigmoid"]}, "named twice"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0]}, "1 weight"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, -1.0]}, "positive"),
+        ({"loss_type": "hinge", "label_smoothing": 0.1}, "only the losses"),
+        ({"loss_type": "robust", "label_smoothing": 0.5}, r"'robust' needs it in \[0, 0.5\)"),
+        ({"loss_type": "exo_pair"}, r"'exo_pair' needs it in \(0, 1\)"),
+        ({"loss_type": ["exo_pair", "sigmoid"], "label_smoothing": 0.7}, "'sigmoid' needs"),
+        ({"loss_type": ["simpo", "sigmoid"]}, "simpo is reference-free"),
+        ({"loss_type": "simpo", "simpo_gamma": -1}, "simpo_gamma"),
+        ({"loss_type": "simpo", "reference_model": "r"}, "never uses a reference"),
+        ({"beta": 0}, "beta: must be positive"),
+        ({"divergence_factor": 1.0}, "divergence_factor"),
+        ({"loss_weights": [1, 2]}, "2 weight"),
+    ],
+)
+def test_bad_loss_settings_are_config_errors(values, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(DPOConfig, {**BASE, **values})
+
+
+def test_loss_lists_and_references():
+    config = config_from_dict(
+        DPOConfig, {**BASE, "loss_type": ["sigmoid", "sft"], "loss_weights": [1, 0.5]}
+    )
+    assert config.loss_types == ("sigmoid", "sft") and config.loss_weight_values == (1.0, 0.5)
+    assert config.uses_reference
+    assert not config_from_dict(DPOConfig, {**BASE, "loss_type": "simpo"}).uses_reference
+    assert not config_from_dict(DPOConfig, {**BASE, "reference_free": True}).uses_reference
+    exo = config_from_dict(DPOConfig, {**BASE, "loss_type": "exo_pair", "label_smoothing": 1e-3})
+    assert exo.loss_types == ("exo_pair",) and exo.loss_weight_values == (1.0,)

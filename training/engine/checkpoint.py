@@ -10,21 +10,28 @@ A checkpoint ``<out_dir>/checkpoint-<step>`` holds, with no pickle anywhere:
 - ``optimizer.safetensors``: the AdamW moments; ``rng.safetensors``: the torch RNG states.
 
 It is written to a hidden temporary directory and renamed into place, so a killed process never
-leaves a half-written checkpoint behind.
+leaves a half-written checkpoint behind; a save that fails (a full disk) removes its temporary
+directory before the error propagates, and a run removes any left by a killed process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TEMPORARY_RE = re.compile(r"^\.checkpoint-(\d+)\.tmp$")
 STATE_FILE = "trainer_state.json"
 
 
@@ -107,6 +114,37 @@ def read_trainer_state(
         load_file(str(path / "optimizer.safetensors")), state["optimizer"]
     )
     return state, optimizer, load_file(str(path / "rng.safetensors"))
+
+
+def temporary_dir(final: Path) -> Path:
+    return final.parent / f".{final.name}.tmp"
+
+
+@contextmanager
+def staging(final: Path) -> Iterator[Path]:
+    """A fresh temporary directory to write checkpoint ``final`` into, moved into place when the
+    block ends; when anything in the block (or the move) fails, it is removed and the error
+    propagates, so a failed save leaves nothing behind."""
+    tmp = temporary_dir(final)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        finalize(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def remove_temporaries(out_dir: Path) -> None:
+    """Remove temporary checkpoint directories a killed process left in ``out_dir``."""
+    if not out_dir.is_dir():
+        return
+    for path in out_dir.iterdir():
+        if TEMPORARY_RE.match(path.name) and path.is_dir():
+            logger.info("removing %s, left by an interrupted save", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def finalize(tmp: Path, final: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
+from . import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED, EXIT_FAILED, EXIT_OK
 from .config import ConfigError, DPOConfig, SFTConfig, load_config
 from .data import DataError
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .session import Cancelled, Objective
+    from .session import Cancelled, Diverged, Objective
 
     if args.command in ("train", "sft"):
         from .trainer import run_training
@@ -98,6 +98,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         except Cancelled as exc:
             logger.warning("cancelled at step %d; checkpoint: %s", exc.step, exc.checkpoint)
             return EXIT_CANCELLED
+        except Diverged as exc:
+            logger.error("%s", exc)
+            return EXIT_DIVERGED
         print(json.dumps(summary, indent=2))
         return EXIT_OK
     if args.command == "sample":

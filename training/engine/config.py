@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -20,7 +22,111 @@ class ConfigError(ValueError):
     """A config file or value is invalid."""
 
 
-LossType = Literal["sigmoid", "ipo"]
+# name -> one line of help (the form and the API offer these; the config accepts all of them)
+LOSS_TYPES: Mapping[str, str] = {
+    "sigmoid": "DPO; with label smoothing above 0, conservative DPO (Rafailov et al. 2023)",
+    "robust": "robust DPO: unbiased under a known label-flip rate (Chowdhury et al. 2024)",
+    "hinge": "hinge loss on the reward margin, as in SLiC (Zhao et al. 2023)",
+    "ipo": "IPO on length-averaged log-ratios, as TRL computes it (Azar et al. 2023)",
+    "ipo_sum": "IPO on summed log-ratios (the engine's first 'ipo')",
+    "sigmoid_norm": "DPO on length-averaged log-ratios (Tulu 3)",
+    "nca_pair": "NCA: absolute rewards, pushes the rejected reply down (Chen et al. 2024)",
+    "bco_pair": "BCO: chosen and rejected rewards classified separately (Jung et al. 2024)",
+    "sppo_hard": "SPPO with hard labels: rewards regressed to +-1/(2 beta) (Wu et al. 2024)",
+    "apo_zero": "APO-zero: raise the chosen, lower the rejected (D'Oosterlinck et al. 2024)",
+    "apo_down": "APO-down: lower both, the rejected more (D'Oosterlinck et al. 2024)",
+    "exo_pair": "EXO: KL to smoothed labels; label smoothing in (0, 1) (Ji et al. 2024)",
+    "simpo": "SimPO: reference-free, length-averaged, target margin gamma (Meng et al. 2024)",
+    "sft": "NLL of the chosen replies; added to another loss this is RPO (Pang et al. 2024)",
+}
+
+# losses that never look at the reference model: with only these, no reference pass runs
+REFERENCE_FREE_LOSSES = frozenset({"simpo", "sft"})
+
+# label smoothing eps per loss that uses it: (low, high, low included); high is always excluded.
+# Every other loss requires eps = 0.
+LABEL_SMOOTHING_RANGES: Mapping[str, tuple[float, float, bool]] = {
+    "sigmoid": (0.0, 0.5, True),
+    "robust": (0.0, 0.5, True),
+    "exo_pair": (0.0, 1.0, False),
+}
+
+
+def check_loss_settings(
+    types: Sequence[str],
+    weights: Sequence[float],
+    beta: float,
+    label_smoothing: float,
+    simpo_gamma: float,
+) -> None:
+    """Raise ConfigError with a message naming the setting when a combination is invalid."""
+    if not types:
+        raise ConfigError("loss_type: name at least one loss")
+    unknown = [t for t in types if t not in LOSS_TYPES]
+    if unknown:
+        raise ConfigError(
+            f"loss_type: unknown loss {unknown[0]!r}; choose from {', '.join(LOSS_TYPES)}"
+        )
+    if len(set(types)) != len(types):
+        raise ConfigError("loss_type: a loss is named twice")
+    if len(weights) != len(types):
+        raise ConfigError(
+            f"loss_weights: {len(weights)} weight(s) for {len(types)} loss type(s); "
+            "give one weight per loss"
+        )
+    for w in weights:
+        if not (math.isfinite(w) and w > 0):
+            raise ConfigError(f"loss_weights: every weight must be positive and finite, got {w}")
+    if not (math.isfinite(beta) and beta > 0):
+        raise ConfigError(f"beta: must be positive, got {beta}")
+    if not math.isfinite(label_smoothing):
+        raise ConfigError(f"label_smoothing: must be finite, got {label_smoothing}")
+    for name in types:
+        bounds = LABEL_SMOOTHING_RANGES.get(name)
+        if bounds is None:
+            continue
+        low, high, low_included = bounds
+        inside = (low <= label_smoothing if low_included else low < label_smoothing) and (
+            label_smoothing < high
+        )
+        if not inside:
+            interval = f"{'[' if low_included else '('}{low:g}, {high:g})"
+            hint = " (the EXO paper suggests 1e-3)" if name == "exo_pair" else ""
+            raise ConfigError(
+                f"label_smoothing: loss {name!r} needs it in {interval}{hint}, "
+                f"got {label_smoothing}"
+            )
+    if label_smoothing and not any(t in LABEL_SMOOTHING_RANGES for t in types):
+        raise ConfigError(
+            "label_smoothing: only the losses "
+            f"{', '.join(LABEL_SMOOTHING_RANGES)} use it; set it to 0 for {', '.join(types)}"
+        )
+    if "simpo" in types:
+        if not math.isfinite(simpo_gamma) or simpo_gamma < 0:
+            raise ConfigError(f"simpo_gamma: must be finite and not negative, got {simpo_gamma}")
+        others = [t for t in types if t not in ("simpo", "sft")]
+        if others:
+            raise ConfigError(
+                f"loss_type: simpo is reference-free and combines only with sft, not {others[0]!r}"
+            )
+
+
+LossType = Literal[
+    "sigmoid",
+    "robust",
+    "hinge",
+    "ipo",
+    "ipo_sum",
+    "sigmoid_norm",
+    "nca_pair",
+    "bco_pair",
+    "sppo_hard",
+    "apo_zero",
+    "apo_down",
+    "exo_pair",
+    "simpo",
+    "sft",
+]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["cosine", "linear", "constant"]
 
@@ -61,6 +167,7 @@ class CommonConfig:
     precision: Precision = "auto"  # auto: bf16 autocast (fp32 weights) on a bf16 GPU, else fp32
     gradient_checkpointing: bool = False  # recompute activations in backward to save memory
     length_bucketing: bool = True  # group pairs of similar length into a step to cut padding
+    shuffle: bool = True  # false: steps take the rows in file order (no shuffle, no bucketing)
     logprob_chunk_size: int = 1024  # tokens per chunk of the vocabulary projection
     seed: int = 0  # seeds data order, eval split, LoRA init and dropout
 
@@ -76,6 +183,11 @@ class CommonConfig:
     eval_every: int = 0  # optimizer steps between evals; 0 evaluates only at the end
     save_every: int = 0  # optimizer steps between checkpoints; 0 saves only at the end
     keep_checkpoints: int | None = None  # keep only the newest N step checkpoints (None: all)
+
+    # --- divergence ---
+    # stop (exit status 4) when a logged train loss exceeds this multiple of the first step's
+    # loss; null disables the check (a non-finite loss or gradient norm always stops the run)
+    divergence_factor: float | None = 10.0
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -114,6 +226,11 @@ class CommonConfig:
             raise ConfigError(f"max_grad_norm: must be positive or null, got {self.max_grad_norm}")
         if not self.lora_alpha > 0:
             raise ConfigError(f"lora_alpha: must be positive, got {self.lora_alpha}")
+        factor = self.divergence_factor
+        if factor is not None and not (math.isfinite(factor) and factor > 1):
+            raise ConfigError(
+                f"divergence_factor: must be a finite number above 1, or null, got {factor}"
+            )
 
     @property
     def metrics_path(self) -> Path:
@@ -132,21 +249,50 @@ class DPOConfig(CommonConfig):
 
     reference_model: str | None = None  # default: the policy's starting weights (`model`)
     beta: float = 0.1  # strength of the KL penalty towards the reference
-    loss_type: LossType = "sigmoid"  # sigmoid (DPO) or ipo
-    label_smoothing: float = 0.0  # conservative DPO: probability that a label is flipped
+    # a loss of LOSS_TYPES, or a list of them combined as sum_k loss_weights[k] * loss_k
+    loss_type: LossType | tuple[LossType, ...] = "sigmoid"
+    loss_weights: tuple[float, ...] | None = None  # one per loss_type; default 1.0 each
+    label_smoothing: float = 0.0  # eps of sigmoid / robust (flip rate), exo_pair; else 0
+    simpo_gamma: float = 0.5  # simpo's target reward margin (TRL CPOConfig.simpo_gamma)
     reference_free: bool = False  # take the reference log-ratio as 0; never run a reference
+    use_pair_weights: bool = True  # weight each pair by the data's optional 'weight' column
     cache_dir: str | None = None  # reference log-prob cache; default <out_dir>/reference_cache
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.beta > 0:
-            raise ConfigError(f"beta: must be positive, got {self.beta}")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"label_smoothing: must be in [0, 0.5), got {self.label_smoothing}")
-        if self.loss_type == "ipo" and self.label_smoothing:
-            raise ConfigError("label_smoothing applies to loss_type 'sigmoid' only")
+        check_loss_settings(
+            self.loss_types,
+            self.loss_weight_values,
+            self.beta,
+            self.label_smoothing,
+            self.simpo_gamma,
+        )
         if self.reference_free and self.reference_model is not None:
             raise ConfigError("reference_model is set but reference_free is true")
+        if not self.uses_reference and self.reference_model is not None:
+            raise ConfigError(
+                f"reference_model is set but loss_type {', '.join(self.loss_types)} never uses "
+                "a reference model"
+            )
+
+    @property
+    def loss_types(self) -> tuple[str, ...]:
+        """``loss_type`` as a tuple of names."""
+        return (self.loss_type,) if isinstance(self.loss_type, str) else tuple(self.loss_type)
+
+    @property
+    def loss_weight_values(self) -> tuple[float, ...]:
+        if self.loss_weights is None:
+            return tuple(1.0 for _ in self.loss_types)
+        return tuple(float(w) for w in self.loss_weights)
+
+    @property
+    def uses_reference(self) -> bool:
+        """Whether a reference model is run: not in reference-free mode, and not when every loss
+        is one that never looks at it (simpo, sft)."""
+        return not self.reference_free and any(
+            t not in REFERENCE_FREE_LOSSES for t in self.loss_types
+        )
 
     @property
     def cache_path(self) -> Path:
@@ -186,8 +332,9 @@ def config_from_dict(cls: type[ConfigT], raw: dict[str, Any]) -> ConfigT:
     if missing:
         raise ConfigError(f"missing required config key(s): {', '.join(missing)}")
     values = dict(raw)
-    if isinstance(values.get("lora_target_modules"), list):
-        values["lora_target_modules"] = tuple(values["lora_target_modules"])
+    for name in ("lora_target_modules", "loss_type", "loss_weights"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     return cls(**values)
 
 
@@ -212,8 +359,9 @@ def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
 
 def config_to_dict(config: CommonConfig) -> dict[str, Any]:
     out = dataclasses.asdict(config)
-    if out.get("lora_target_modules") is not None:
-        out["lora_target_modules"] = list(out["lora_target_modules"])
+    for name in ("lora_target_modules", "loss_type", "loss_weights"):
+        if isinstance(out.get(name), tuple):
+            out[name] = list(out[name])
     return out
 
 
@@ -275,17 +423,21 @@ def _describe(hint: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if origin is tuple:
-        return "a list of strings"
+        return f"a list of ({_describe(typing.get_args(hint)[0])})"
     if hint is type(None):
         return "null"
     return getattr(hint, "__name__", str(hint))
 
 
 __all__ = [
+    "LABEL_SMOOTHING_RANGES",
+    "LOSS_TYPES",
+    "REFERENCE_FREE_LOSSES",
     "CommonConfig",
     "ConfigError",
     "DPOConfig",
     "SFTConfig",
+    "check_loss_settings",
     "config_from_dict",
     "config_to_dict",
     "load_config",

@@ -52,6 +52,7 @@ class PairExample:
     truncated: bool
     ref_chosen: float | None = None  # reference log-probs, once the reference pass ran
     ref_rejected: float | None = None
+    weight: float = 1.0  # the row's optional 'weight' column (a step's loss is a weighted mean)
 
     @property
     def length(self) -> int:
@@ -113,7 +114,7 @@ def _read_jsonl(path: Path) -> list[Record]:
                 raise DataError(f"{path}: line {number}: invalid JSON ({exc})") from exc
             if not isinstance(values, dict):
                 raise DataError(f"{path}: line {number}: expected a JSON object")
-            records.append(Record(f"line {number}", values))
+            records.append(Record(f"{path}: line {number}", values))
     if not records:
         raise DataError(f"{path}: the file holds no rows")
     return records
@@ -132,7 +133,7 @@ def _read_parquet(path: Path) -> list[Record]:
         raise DataError(f"{path}: cannot read Parquet ({exc})") from exc
     if not rows:
         raise DataError(f"{path}: the file holds no rows")
-    return [Record(f"row {i}", row) for i, row in enumerate(rows, start=1)]
+    return [Record(f"{path}: row {i}", row) for i, row in enumerate(rows, start=1)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,9 +163,15 @@ def _check_field(value: Any, where: str, column: str) -> str | Messages:
             raise DataError(f"{where}: '{column}' is an empty list of messages")
         messages: Messages = []
         for i, message in enumerate(value):
-            if not isinstance(message, dict) or set(message) < {"role", "content"}:
+            if not isinstance(message, dict) or not {"role", "content"} <= set(message):
+                missing = (
+                    f" (no {' or '.join(repr(k) for k in ('role', 'content') if k not in message)})"
+                    if isinstance(message, dict)
+                    else ""
+                )
                 raise DataError(
-                    f"{where}: '{column}' message {i} must be an object with 'role' and 'content'"
+                    f"{where}: '{column}' message {i} must be an object with 'role' and "
+                    f"'content'{missing}"
                 )
             role, content = message["role"], message["content"]
             if not isinstance(role, str) or not role:
@@ -180,6 +187,18 @@ def _check_field(value: Any, where: str, column: str) -> str | Messages:
     raise DataError(
         f"{where}: '{column}' must be a string or a list of messages, got {type(value).__name__}"
     )
+
+
+def _check_weight(value: Any, where: str) -> float:
+    """The optional per-pair ``weight``: a finite number, not negative."""
+    if value is None:
+        raise DataError(f"{where}: 'weight' is null; give every row a weight or drop the column")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: 'weight' must be a number, got {type(value).__name__}")
+    weight = float(value)
+    if not math.isfinite(weight) or weight < 0:
+        raise DataError(f"{where}: 'weight' must be finite and not negative, got {value!r}")
+    return weight
 
 
 def _as_messages(value: str | Messages, role: str) -> Messages:
@@ -236,14 +255,10 @@ class Tokenization:
         if not self.has_chat_template:
             raise DataError(f"{where}: the row is a chat but the tokenizer has no chat template")
         prompt_messages = _as_messages(prompt, "user")
-        prompt_text = self.tokenizer.apply_chat_template(
-            prompt_messages, tokenize=False, add_generation_prompt=True
-        )
+        prompt_text = self._render(where, prompt_messages, add_generation_prompt=True)
         response_ids = []
         for reply in responses:
-            full_text = self.tokenizer.apply_chat_template(
-                prompt_messages + _as_messages(reply, "assistant"), tokenize=False
-            )
+            full_text = self._render(where, prompt_messages + _as_messages(reply, "assistant"))
             if not full_text.startswith(prompt_text):
                 raise DataError(
                     f"{where}: the chat template does not render the prompt as a prefix of the "
@@ -251,6 +266,17 @@ class Tokenization:
                 )
             response_ids.append(self._ids(full_text[len(prompt_text) :], add_special_tokens=False))
         return self._ids(prompt_text, add_special_tokens=False), response_ids
+
+    def _render(self, where: str, messages: Messages, add_generation_prompt: bool = False) -> str:
+        try:
+            text = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        except Exception as exc:  # the template's own checks (jinja raise_exception) and errors
+            raise DataError(f"{where}: the chat template cannot render the row ({exc})") from exc
+        if not isinstance(text, str):
+            raise DataError(f"{where}: the chat template did not render text")
+        return text
 
     def truncate(
         self, prompt_ids: list[int], response_ids: list[list[int]]
@@ -273,10 +299,16 @@ class Tokenization:
         return prompt_ids, [r[:budget] for r in response_ids], True
 
 
-def tokenize_pairs(records: Sequence[Record], tokenization: Tokenization) -> list[PairExample]:
+def tokenize_pairs(
+    records: Sequence[Record], tokenization: Tokenization, weights: bool = True
+) -> list[PairExample]:
+    """Validated, tokenised pairs; with ``weights``, each takes the row's optional ``weight``."""
     examples: list[PairExample] = []
     for record in records:
         values = record.values
+        weight = 1.0
+        if weights and "weight" in values:
+            weight = _check_weight(values["weight"], record.where)
         fields = {}
         for column in PAIR_COLUMNS:
             if column not in values:
@@ -298,7 +330,14 @@ def tokenize_pairs(records: Sequence[Record], tokenization: Tokenization) -> lis
                 f"tokens (prompt cut to {len(prompt_ids)}) 'chosen' and 'rejected' are identical"
             )
         examples.append(
-            PairExample(len(examples), tuple(prompt_ids), tuple(chosen), tuple(rejected), truncated)
+            PairExample(
+                len(examples),
+                tuple(prompt_ids),
+                tuple(chosen),
+                tuple(rejected),
+                truncated,
+                weight=weight,
+            )
         )
     return examples
 
@@ -345,16 +384,25 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def epoch_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, bucketing: bool
+    lengths: Sequence[int],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    bucketing: bool,
+    shuffle: bool = True,
 ) -> list[list[int]]:
     """The optimizer-step batches of one epoch, as positions into ``lengths``.
 
     A pure function of its arguments, which is what lets ``--resume`` pick up at any step. With
     bucketing, the shuffled rows are cut into windows of 50 batches, each window is sorted by
     length and cut into batches, and the batches are shuffled: similar lengths share a step.
+    Without ``shuffle``, every epoch takes the rows in order, ``batch_size`` at a time (no
+    bucketing either): step k trains rows k*batch_size .. (k+1)*batch_size - 1.
     """
-    rng = random.Random(f"epoch:{seed}:{epoch}")
     order = list(range(len(lengths)))
+    if not shuffle:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng = random.Random(f"epoch:{seed}:{epoch}")
     rng.shuffle(order)
     if not bucketing:
         return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import DPOConfig
 from .data import (
+    DataError,
     PairExample,
     Tokenization,
     collate_pairs,
@@ -27,7 +28,7 @@ from .data import (
     tokenize_pairs,
 )
 from .logprobs import SequenceLogps, check_supported
-from .losses import preference_loss
+from .losses import LossSpec, PairLogps, combine
 from .modeling import load_causal_lm, model_identity
 from .session import Cancelled, Session
 
@@ -59,6 +60,17 @@ class DPOObjective:
         self._sources: list[_Source] = []
         self._split: tuple[list[int], list[int]] = ([], [])
         self._tokenization: Tokenization | None = None
+        self.loss_spec = LossSpec(
+            config.loss_types,
+            config.loss_weight_values,
+            config.beta,
+            config.label_smoothing,
+            config.simpo_gamma,
+        )
+        # the current step's weighted chosen tokens per unit of pair weight (see denominator)
+        self._tokens_per_weight = 1.0
+        # micro-batches the reference model ran on, this process (0 when the cache was hit)
+        self.reference_forwards = 0
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -67,14 +79,16 @@ class DPOObjective:
         self._tokenization = Tokenization(tokenizer, config.max_length, config.max_prompt_length)
         main = _Source(
             config.data,
-            tokenize_pairs(read_records(config.data), self._tokenization),
+            tokenize_pairs(read_records(config.data), self._tokenization, config.use_pair_weights),
             file_sha256(config.data),
         )
         self._sources = [main]
         if config.eval_data:
             other = _Source(
                 config.eval_data,
-                tokenize_pairs(read_records(config.eval_data), self._tokenization),
+                tokenize_pairs(
+                    read_records(config.eval_data), self._tokenization, config.use_pair_weights
+                ),
                 file_sha256(config.eval_data),
             )
             self._sources.append(other)
@@ -82,6 +96,10 @@ class DPOObjective:
         else:
             self._split = split_eval(len(main.examples), config.eval_fraction, config.seed)
         self._assemble()
+        if not any(e.weight > 0 for e in self.train):
+            raise DataError(
+                f"{config.data}: every training pair has 'weight' 0, so nothing would be trained"
+            )
         self.truncated = sum(e.truncated for s in self._sources for e in s.examples)
         if self.truncated:
             logger.warning("%d pairs exceeded max_length and were truncated", self.truncated)
@@ -127,7 +145,7 @@ class DPOObjective:
         """Load cached reference log-probs, or compute them with a separately loaded reference
         (a distinct reference model, or the starting weights when resuming a full fine-tune)."""
         config = self.config
-        if config.reference_free:
+        if not config.uses_reference:
             return
         t0 = time.perf_counter()
         cached = 0
@@ -166,7 +184,7 @@ class DPOObjective:
 
     def after_policy(self, session: Session) -> None:
         """Reference = the policy's starting weights (with LoRA: the adapter disabled)."""
-        if self.config.reference_free or all(s.reference is not None for s in self._sources):
+        if not self.config.uses_reference or all(s.reference is not None for s in self._sources):
             return
         policy = session.policy
         if self.config.lora:
@@ -230,7 +248,20 @@ class DPOObjective:
     # -- the loss -------------------------------------------------------------------------------
 
     def denominator(self, examples: Sequence[PairExample]) -> float:
-        return float(len(examples))
+        """The step's summed pair weights (its pair count when there are no weights).
+
+        The loss is ``sum_i w_i L_i / sum_i w_i`` over the whole step, plus, for ``sft``, the
+        weighted chosen-token NLL over the step's weighted chosen tokens: so the step's token
+        total is recorded here too (the loop calls this once per step, before its forwards).
+        A step whose pairs all weigh 0 gets denominator 1: its loss and gradient are 0.
+        """
+        weights = sum(e.weight for e in examples)
+        tokens = sum(e.weight * len(e.chosen_ids) for e in examples)
+        if weights <= 0:
+            self._tokens_per_weight = 1.0
+            return 1.0
+        self._tokens_per_weight = tokens / weights
+        return float(weights)
 
     def forward(
         self,
@@ -242,28 +273,33 @@ class DPOObjective:
         config = self.config
         k = len(examples)
         batch = session.to_device(collate_pairs(examples, self.pad_id))
-        logps, _counts = model(**batch)  # one pass: rows 0..k-1 chosen, k..2k-1 rejected
+        logps, counts = model(**batch)  # one pass: rows 0..k-1 chosen, k..2k-1 rejected
         policy_chosen, policy_rejected = logps[:k], logps[k:]
-        if config.reference_free:
-            ref_chosen = ref_rejected = torch.zeros_like(policy_chosen)
-        else:
+        ref_chosen = ref_rejected = None
+        if config.uses_reference:
             ref = torch.tensor(
                 [[e.ref_chosen, e.ref_rejected] for e in examples], dtype=torch.float32
             ).to(session.device)
             ref_chosen, ref_rejected = ref[:, 0], ref[:, 1]
-        losses, chosen_rewards, rejected_rewards = preference_loss(
-            policy_chosen,
-            policy_rejected,
-            ref_chosen,
-            ref_rejected,
-            beta=config.beta,
-            label_smoothing=config.label_smoothing,
-            loss_type=config.loss_type,
-            reference_free=config.reference_free,
+        counts = counts.to(logps.dtype)
+        combined = combine(
+            PairLogps(
+                policy_chosen, policy_rejected, counts[:k], counts[k:], ref_chosen, ref_rejected
+            ),
+            self.loss_spec,
         )
+        chosen_rewards, rejected_rewards = combined.chosen_rewards, combined.rejected_rewards
+        weights = torch.tensor([e.weight for e in examples], dtype=logps.dtype).to(logps.device)
+        pair_sum = (weights * combined.pair).sum()
+        token_sum = (weights * combined.token).sum()
+        # losses.batch_loss over the whole step: each sum over the step's denominator
+        loss = pair_sum / denominator + token_sum / (denominator * self._tokens_per_weight)
         stats = {
             "pairs": torch.tensor(float(k), device=logps.device),
-            "loss": losses.detach().sum(),
+            "weight": weights.sum(),
+            "loss": pair_sum.detach(),
+            "sft_nll": token_sum.detach(),
+            "sft_tokens": (weights * counts[:k]).sum(),
             "correct": (chosen_rewards > rejected_rewards).float().sum(),
             "margin": (chosen_rewards - rejected_rewards).sum(),
             "chosen_reward": chosen_rewards.sum(),
@@ -272,12 +308,17 @@ class DPOObjective:
             "rejected_logps": policy_rejected.detach().sum(),
             "tokens": batch["attention_mask"].sum().float(),
         }
-        return losses.sum() / denominator, stats
+        return loss, stats
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        """Means over the pairs; the loss is the weighted mean (with sft's token mean added)."""
         n = max(sums.get("pairs", 0.0), 1.0)
+        weight, tokens = sums.get("weight", 0.0), sums.get("sft_tokens", 0.0)
+        loss = sums["loss"] / weight if weight > 0 else 0.0
+        if tokens > 0:
+            loss += sums.get("sft_nll", 0.0) / tokens
         return {
-            "loss": sums["loss"] / n,
+            "loss": loss,
             "reward_accuracy": sums["correct"] / n,
             "reward_margin": sums["margin"] / n,
             "chosen_reward": sums["chosen_reward"] / n,

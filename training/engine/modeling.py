@@ -8,7 +8,34 @@ from typing import Any
 
 import torch
 
+from .config import ConfigError
+
 logger = logging.getLogger(__name__)
+
+# files that hold pickled weights: loading them can run arbitrary code, so they are never loaded
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_weights_format(path: str) -> None:
+    """Refuse a local model directory whose weights are only pickles (``pytorch_model.bin``...).
+
+    A hub id is left to ``from_pretrained(use_safetensors=True)``, which refuses those itself.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return
+    names = sorted(f.name for f in p.iterdir() if f.is_file())
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise ConfigError(
+            f"{path}: the weights are pickle files ({', '.join(pickles[:3])}); only safetensors "
+            "are loaded, since unpickling can run arbitrary code. Convert the model once, in a "
+            "trusted environment: AutoModelForCausalLM.from_pretrained(path)."
+            "save_pretrained(out, safe_serialization=True)"
+        )
+    raise ConfigError(f"{path}: no model weights (*.safetensors) in this directory")
 
 
 def quiet_transformers() -> None:
@@ -32,7 +59,10 @@ def resolve_precision(precision: str) -> str:
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:  # no such directory or hub id, or no tokenizer files in it
+        raise ConfigError(f"cannot load a tokenizer from {path}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         # padding is always masked out, so any id will do; EOS is the usual choice
         tokenizer.pad_token = tokenizer.eos_token
@@ -48,12 +78,16 @@ def load_causal_lm(path: str, trust_remote_code: bool = False) -> Any:
     """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=torch.float32,
-        use_safetensors=True,
-        trust_remote_code=trust_remote_code,
-    )
+    check_weights_format(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=torch.float32,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        )
+    except OSError as exc:  # no such directory or hub id, missing files, no safetensors on the hub
+        raise ConfigError(f"cannot load a model from {path}: {exc}") from exc
     return model
 
 

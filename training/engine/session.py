@@ -29,6 +29,19 @@ class Cancelled(Exception):
         self.checkpoint = checkpoint
 
 
+class Diverged(Exception):
+    """Training stopped because it diverged: the loss or the gradient norm became non-finite
+    (``reason`` ``"non_finite"``), or the loss grew past ``divergence_factor`` times its
+    starting value (``"loss_growth"``). ``checkpoint`` is the last one written before (or None);
+    none is written after the step that diverged."""
+
+    def __init__(self, step: int, reason: str, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.reason = reason
+        self.checkpoint = checkpoint
+
+
 class Objective(Protocol):
     """What the loop needs from a training objective."""
 
@@ -86,6 +99,8 @@ class Session:
     stop: StopFlag
     policy: Any = None  # the Hugging Face (or peft) model being trained
     timings: dict[str, float] = field(default_factory=dict)
+    # the first optimizer step's loss, the base of the divergence check (kept in checkpoints)
+    initial_loss: float | None = None
 
     @property
     def device(self) -> torch.device:

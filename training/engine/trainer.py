@@ -26,13 +26,14 @@ from .logprobs import SequenceLogps, check_supported
 from .metrics import SCHEMA_VERSION, MetricsWriter
 from .modeling import (
     add_lora,
+    check_weights_format,
     load_adapter_weights,
     load_causal_lm,
     load_tokenizer,
     quiet_transformers,
     resolve_precision,
 )
-from .session import Cancelled, Objective, Session, StopFlag
+from .session import Cancelled, Diverged, Objective, Session, StopFlag
 
 logger = logging.getLogger(__name__)
 
@@ -140,20 +141,17 @@ def save_checkpoint(
     accelerator = session.accelerator
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        tmp = out_dir / f".{final.name}.tmp"
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        hf_model = accelerator.unwrap_model(model).model
-        hf_model.save_pretrained(tmp, safe_serialization=True)
-        session.tokenizer.save_pretrained(tmp)
-        save_config(config, tmp / "engine_config.json")
-        ckpt.write_trainer_state(
-            tmp, step, optimizer.state_dict(), {"epoch": epoch, "schema_version": SCHEMA_VERSION}
-        )
-        ckpt.finalize(tmp, final)
+        with ckpt.staging(final) as tmp:  # a failed save removes its temporary directory
+            hf_model = accelerator.unwrap_model(model).model
+            hf_model.save_pretrained(tmp, safe_serialization=True)
+            session.tokenizer.save_pretrained(tmp)
+            save_config(config, tmp / "engine_config.json")
+            extra = {
+                "epoch": epoch,
+                "schema_version": SCHEMA_VERSION,
+                "initial_loss": session.initial_loss,
+            }
+            ckpt.write_trainer_state(tmp, step, optimizer.state_dict(), extra)
         ckpt.prune(out_dir, config.keep_checkpoints, protect=final)
         session.writer.write("checkpoint", step=step, path=str(final))
         logger.info("saved %s", final)
@@ -210,6 +208,7 @@ def run_training(config: CommonConfig, objective: Objective, resume: bool) -> di
             f"{out_dir} already holds checkpoints; pass --resume to continue, or use a new out_dir"
         )
     resume_from = existing if resume else None
+    ckpt.remove_temporaries(out_dir)
     precision = resolve_precision(config.precision)
     if precision == "bf16" and not torch.cuda.is_available():
         raise ConfigError("precision 'bf16' needs a CUDA GPU; use 'fp32' or 'auto' on CPU")
@@ -224,7 +223,7 @@ def run_training(config: CommonConfig, objective: Objective, resume: bool) -> di
         with StopFlag() as stop:
             session = Session(config, accelerator, writer, None, precision, resume_from, stop)
             return _run(session, objective, t_start)
-    except Cancelled:
+    except (Cancelled, Diverged):
         raise
     except Exception as exc:
         writer.write("error", error_type=type(exc).__name__, message=str(exc))
@@ -241,6 +240,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     accelerator = session.accelerator
     writer = session.writer
     set_seed(config.seed)
+    check_weights_format(config.model)  # before the data is read: a pickle model fails fast
     session.tokenizer = load_tokenizer(config.model, config.trust_remote_code)
     objective.prepare(config, session.tokenizer)
     n_train = len(objective.train)
@@ -252,6 +252,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     if session.resume_from is not None:
         trainer_state, optimizer_state, rng_state = ckpt.read_trainer_state(session.resume_from)
         start_step = int(trainer_state["step"])
+        session.initial_loss = trainer_state.get("initial_loss")
         _warn_if_config_changed(config, session.resume_from)
     writer.write(
         "start",
@@ -314,6 +315,41 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     last_train: dict[str, Any] = {}
     last_eval: dict[str, Any] = {}
     last_saved: Path | None = None
+    # per step since the last check: (step, its summed statistics, its gradient norm)
+    unchecked: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+
+    def check_finite(weights: bool = False) -> None:
+        """Stop with Diverged when a step since the last check had a non-finite loss or gradient
+        norm, or (``weights``, before a save) a weight is not finite. Checked only where the loop
+        syncs anyway (logging, eval, saving), so that the GPU is never waited for in between;
+        the check comes before any checkpoint is written."""
+        if not unchecked and not weights:
+            return
+        flags = [torch.isfinite(stats).all() & torch.isfinite(norm) for _, stats, norm in unchecked]
+        if weights:
+            flags.append(torch.stack([torch.isfinite(p).all() for p in params]).all())
+        bad = (~torch.stack(flags)).float()
+        if accelerator.num_processes > 1:
+            bad = accelerator.reduce(bad, reduction="sum")
+        found = bad.tolist()  # the sync
+        norms = torch.stack([n for _, _, n in unchecked]).tolist() if unchecked else []
+        checked = [s for s, _, _ in unchecked]
+        unchecked.clear()
+        for s, flag, norm in zip(checked, found, norms, strict=False):
+            if flag > 0:
+                message = (
+                    f"training diverged at step {s}: the loss or the gradient norm ({norm}) is "
+                    f"not finite; stopped without a checkpoint after step {s - 1} "
+                    f"(last checkpoint: {last_saved or 'none'})"
+                )
+                _diverged(session, s, "non_finite", message, last_saved, grad_norm=norm)
+        if weights and found[-1] > 0:
+            message = (
+                f"training diverged at step {step}: some weights are not finite; stopped "
+                f"without saving (last checkpoint: {last_saved or 'none'})"
+            )
+            _diverged(session, step, "non_finite", message, last_saved)
+
     step = start_step
     while step < total_steps:
         t0 = time.perf_counter()
@@ -321,7 +357,12 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         if epoch not in epoch_cache:
             epoch_cache = {
                 epoch: epoch_batches(
-                    lengths, config.batch_size, config.seed, epoch, config.length_bucketing
+                    lengths,
+                    config.batch_size,
+                    config.seed,
+                    epoch,
+                    config.length_bucketing,
+                    config.shuffle,
                 )
             }
         positions = epoch_cache[epoch][index]
@@ -348,13 +389,25 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         optimizer.zero_grad(set_to_none=True)
         step += 1
         trained_rows += len(step_examples)
+        grad_norm_t = torch.as_tensor(grad_norm).detach().float().reshape(())
+        unchecked.append(
+            (
+                step,
+                torch.stack([v.detach().float().reshape(()) for v in sums.values()]),
+                grad_norm_t,
+            )
+        )
+        if session.initial_loss is None and config.divergence_factor is not None:
+            check_finite()  # one extra sync, on the run's first step only
+            session.initial_loss = objective.summarize(_reduce(sums, accelerator))["loss"]
         for key, value in sums.items():
             window[key] = window[key] + value if key in window else value
-        grad_norms.append(torch.as_tensor(grad_norm).detach().float().reshape(()))
+        grad_norms.append(grad_norm_t)
         bar.update(1)
 
         is_last = step == total_steps
         if step % config.log_every == 0 or is_last:
+            check_finite()
             stats = _reduce(window, accelerator)  # CPU-GPU sync point
             window_time += time.perf_counter() - t0
             train_time += window_time
@@ -379,10 +432,12 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
             )
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             window, grad_norms, window_time = {}, [], 0.0
+            _check_growth(session, step, metrics["loss"], last_saved)
         else:
             window_time += time.perf_counter() - t0
 
         if objective.eval and (is_last or (config.eval_every and step % config.eval_every == 0)):
+            check_finite()
             metrics = evaluate(model, objective, session)
             last_eval = writer.write(
                 "eval",
@@ -392,8 +447,10 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
                 **metrics,
             )
         if is_last or (config.save_every and step % config.save_every == 0):
+            check_finite(weights=True)
             last_saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
         if not is_last and _stop_requested(session):
+            check_finite(weights=True)
             saved = last_saved
             if saved is None or saved != ckpt.checkpoint_dir(Path(config.out_dir), step):
                 saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
@@ -439,6 +496,50 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
             "done", step=step, final_checkpoint=str(final_model), summary=str(summary_path)
         )
     return summary
+
+
+def _diverged(
+    session: Session,
+    step: int,
+    reason: str,
+    message: str,
+    checkpoint: Path | None,
+    **fields: Any,
+) -> None:
+    """Write the ``diverged`` event and raise :class:`Diverged` (exit status 4)."""
+    session.writer.write(
+        "diverged",
+        step=step,
+        reason=reason,
+        message=message,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        **fields,
+    )
+    raise Diverged(step, reason, message, checkpoint)
+
+
+def _check_growth(session: Session, step: int, loss: float, checkpoint: Path | None) -> None:
+    """Diverged when a logged train loss exceeds ``divergence_factor`` times the first step's
+    loss (the check is off when that loss is not positive: a ratio means nothing then)."""
+    factor = session.config.divergence_factor
+    start = session.initial_loss
+    if factor is None or start is None or not start > 0:
+        return
+    if loss > factor * start:
+        message = (
+            f"training diverged at step {step}: the train loss {loss:.6g} exceeds "
+            f"divergence_factor {factor:g} times the first step's loss {start:.6g}"
+        )
+        _diverged(
+            session,
+            step,
+            "loss_growth",
+            message,
+            checkpoint,
+            loss=loss,
+            initial_loss=start,
+            divergence_factor=factor,
+        )
 
 
 def _stop_requested(session: Session) -> bool:
