@@ -8,6 +8,10 @@ PORT ?= 8000
 
 .PHONY: setup demo test lint format bench clean
 
+# DEBUG defaults to false (production); the local commands run in debug mode. The tests get it
+# from config/settings_test.py.
+demo lint bench: export DEBUG = true
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "PrefLab needs Python 3.11 or newer; set PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -7,9 +7,11 @@ SECRET_KEY, DEBUG=false and ALLOWED_HOSTS (see .env.example).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 
 from config.env import env_bool, env_int, env_list, env_str
 
@@ -17,7 +19,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PREFLAB_VAR_DIR", str(BASE_DIR / "var")))
 
 _PLACEHOLDER_SECRET = "insecure-local-development-key-do-not-deploy"
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a deployment that forgets DEBUG runs in production mode (and then
+# refuses the placeholder secret). `make demo` and the tests set it explicitly.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY", _PLACEHOLDER_SECRET)
 if not DEBUG and SECRET_KEY == _PLACEHOLDER_SECRET:
     raise RuntimeError("SECRET_KEY must be set when DEBUG is false (production refuses to start)")
@@ -34,16 +38,22 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    # Login throttling (django-axes) and the Content-Security-Policy header (django-csp).
+    "axes",
+    "csp",
     # Serves the API docs page's Swagger UI assets locally instead of from a CDN.
     "ninja",
+    "core",
     "labeling",
     "training",
     "api",
 ]
 
 MIDDLEWARE = [
+    # First: proxy headers count only from TRUSTED_PROXIES, before anything reads them.
+    "config.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "core",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -51,6 +61,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A database outage answers a plain 503 page instead of a traceback (config/middleware.py).
+    "config.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,6 +127,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# django-axes counts failed logins (site and admin alike) in the database. After
+# AXES_FAILURE_LIMIT failures for one user name, or from one address, within AXES_COOLOFF_MINUTES,
+# that user name or address is locked out for AXES_COOLOFF_MINUTES. Staff unlock in the admin
+# (Axes > Access attempts: delete the rows) or with `manage.py axes_reset`,
+# `axes_reset_username NAME`, `axes_reset_ip ADDRESS`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each counted on its own
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.lockout.locked_out"  # 429 with the limits, Retry-After
+# The client's address is REMOTE_ADDR, which TrustedProxyMiddleware sets from the proxy's
+# X-Forwarded-For only when the request came through a trusted proxy.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "labeling:project_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -125,7 +159,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 # htmx comes from the npm registry (package.json), never copied into the repo.
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/htmx", BASE_DIR / "node_modules/htmx.org/dist")]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    ("vendor/htmx", BASE_DIR / "node_modules/htmx.org/dist"),
+    ("vendor/uplot", BASE_DIR / "node_modules/uplot/dist"),
+]
 
 # The artifact store (core/artifacts.py, docs/deploy.md): snapshots and checkpoints under keys.
 # Unset ARTIFACT_STORAGE_URL: the local file system under ARTIFACT_ROOT. s3://bucket/prefix:
@@ -200,6 +238,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Worker liveness (core/liveness.py): the worker touches this file while its consumer runs and
+# exits when it has not consumed for PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS; `manage.py
+# worker_alive` (compose's healthcheck) checks the file's age. One file per worker process.
+PREFLAB_WORKER_ALIVE_FILE = Path(
+    env_str("PREFLAB_WORKER_ALIVE_FILE", str(VAR_DIR / "worker-alive"))
+)
+PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS = env_int("PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS", 60)
 
 # What the watchdog does with a lost training run (and the worker with an engine killed
 # alone, e.g. out of memory): "resume" from its last checkpoint, or "fail".
@@ -230,20 +275,36 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# X-Forwarded-Proto and X-Forwarded-For are believed only from these addresses or networks
+# (comma-separated, CIDR allowed): config.middleware.TrustedProxyMiddleware drops the headers
+# from anyone else, so a client cannot claim HTTPS or another address.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp): scripts and styles only from this site; an inline
+# <script> needs the request's nonce ({{ request.csp_nonce }}). Style attributes stay allowed
+# (progress bars, Swagger UI); no eval, no plugins, no framing, forms post only here.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-# Worker liveness (core/liveness.py): the worker touches this file while its consumer runs and
-# exits when it has not consumed for PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS; `manage.py
-# worker_alive` (compose's healthcheck) checks the file's age. One file per worker process.
-PREFLAB_WORKER_ALIVE_FILE = Path(
-    env_str("PREFLAB_WORKER_ALIVE_FILE", str(VAR_DIR / "worker-alive"))
-)
-PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS = env_int("PREFLAB_WORKER_ALIVE_TIMEOUT_SECONDS", 60)
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -109,6 +109,8 @@ class VoteInput:
     choice: str
     strength: str = ""
     rationale: str = ""
+    # The annotation page's idempotency key for this submit; a retry sends the same one.
+    client_key: str = ""
 
 
 def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput) -> Vote:
@@ -170,11 +172,26 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
                 rejected_id=rejected_id,
                 left_side=left_side_for(user.pk, comparison.id),
                 time_taken_ms=taken_ms,
+                client_key=vote.client_key,
             )
     except IntegrityError:
         raise VoteRejected("You have already voted on this comparison.") from None
     logger.debug("vote %s by user %s on comparison %s", created.pk, user.pk, comparison.id)
     return created
+
+
+def stored_vote(user: User, project: Project, client_key: str) -> Vote | None:
+    """The vote an earlier submit with this client key stored, if any.
+
+    A submit whose answer was lost (a timeout, a dropped connection, a 5xx after the commit)
+    is retried with the same key; cast_vote then refuses it (the comparison is no longer the
+    annotator's, or already voted), and this tells the caller the vote is in fact saved. Only
+    looked up on that refusal, so a first submit costs no extra query."""
+    if not client_key:
+        return None
+    return Vote.objects.filter(
+        annotator=user, comparison__project=project, client_key=client_key
+    ).first()
 
 
 def get_undoable_vote(user: User, project: Project) -> Vote | None:

@@ -146,10 +146,14 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
             current_user(request),
             project,
             data["comparison"],
-            services.VoteInput(data["choice"], data["strength"], data["rationale"]),
+            services.VoteInput(
+                data["choice"], data["strength"], data["rationale"], data["client_key"]
+            ),
         )
     except services.VoteRejected as exc:
-        notice = str(exc)
+        # A retried submit whose first try was stored: say so, and move on as a success.
+        stored = services.stored_vote(user, project, data["client_key"])
+        notice = "Your vote was already saved." if stored else str(exc)
     if not request.htmx:  # type: ignore[attr-defined]
         messages.info(request, notice)
         return see_other(reverse("labeling:annotate", args=[project.id]))

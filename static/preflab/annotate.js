@@ -98,9 +98,93 @@
     form.querySelector("fieldset.strength").disabled = !decisive;
   });
 
-  // Never leave a request hanging silently: show the failure inside the workbench.
-  document.addEventListener("htmx:sendError", function () {
-    const line = document.querySelector("#workbench .statusline");
-    if (line) { line.insertAdjacentHTML("beforeend", '<span class="notice error" role="alert">Network error: your vote was not sent. Press Enter to retry.</span>'); }
+  // --- Idempotent submits and failures shown in place ---------------------------------------
+  // Each vote carries a key made here once; a retry of the same vote (the form is not replaced
+  // when a request fails) resends the same key, so the server stores it at most once and says
+  // "already saved" if the first try got through.
+  function newKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") {
+      return window.crypto.randomUUID();
+    }
+    // Outside a secure context (plain HTTP to a host other than localhost) randomUUID is
+    // missing; 16 random bytes from getRandomValues serve the same purpose.
+    const bytes = window.crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+  }
+
+  // Capture phase on the document: runs before htmx reads the form's values.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement)) { return; }
+    const key = form.querySelector("input[data-client-key]");
+    if (key && !key.value) { key.value = newKey(); }
+  }, true);
+
+  function failureText(kind, status) {
+    // The request may have reached the server even when its answer did not come back, so
+    // never claim a vote was not sent: say it could not be confirmed, and that a retry is safe.
+    const unsure = " It may or may not have been saved; retrying is safe, a vote is never stored twice.";
+    if (kind === "timeout") { return "No answer from the server in time." + unsure; }
+    if (kind === "network") { return "The connection to the server failed." + unsure; }
+    if (status >= 500) { return "The server had a problem (HTTP " + status + ")." + unsure; }
+    return "The request was refused (HTTP " + status + "). Reload the page and try again.";
+  }
+
+  function showFailure(source, kind, status) {
+    const workbench = document.getElementById("workbench");
+    if (!workbench || !(source instanceof Element) || !workbench.contains(source)) { return; }
+    let box = workbench.querySelector("[data-request-failure]");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "notice error request-failure";
+      box.setAttribute("role", "alert");
+      box.setAttribute("data-request-failure", "");
+      box.setAttribute("data-testid", "request-failure");
+      workbench.insertBefore(box, workbench.firstChild);
+    }
+    const form = source.closest("form");
+    box.replaceChildren();
+    const text = document.createElement("span");
+    text.textContent = failureText(kind, status);
+    box.append(text);
+    if (form && form.id && (kind !== "refused")) {
+      const retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "primary";
+      retry.textContent = "Retry";
+      retry.setAttribute("data-retry", form.id);
+      box.append(" ", retry);
+      retry.focus();
+    } else {
+      const reload = document.createElement("button");
+      reload.type = "button";
+      reload.textContent = "Reload the page";
+      reload.setAttribute("data-reload", "");
+      box.append(" ", reload);
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    if (!(event.target instanceof Element)) { return; }
+    const retry = event.target.closest("[data-retry]");
+    if (retry) {
+      const form = document.getElementById(retry.getAttribute("data-retry"));
+      retry.closest("[data-request-failure]").remove();
+      if (form) { submit(form); }
+    } else if (event.target.closest("[data-reload]")) {
+      window.location.reload();
+    }
+  });
+
+  // 5xx answers are not swapped (the htmx-config meta in base.html): show them here.
+  document.addEventListener("htmx:responseError", function (event) {
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    showFailure(event.detail.elt, status >= 500 ? "server" : "refused", status);
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    showFailure(event.detail.elt, "network", 0);
+  });
+  document.addEventListener("htmx:timeout", function (event) {
+    showFailure(event.detail.elt, "timeout", 0);
   });
 })();
