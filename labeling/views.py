@@ -141,9 +141,10 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
         return render_page(request, "labeling/annotate.html", context, status=400)
     data = form.cleaned_data
     notice = "Vote saved."
+    user = current_user(request)
     try:
         services.cast_vote(
-            current_user(request),
+            user,
             project,
             data["comparison"],
             services.VoteInput(
