@@ -10,7 +10,16 @@ from django.urls import path, reverse
 
 from labeling.forms import ImportForm
 from labeling.importers import ImportFailed, import_file
-from labeling.models import Comparison, Completion, Membership, Project, Prompt, Round, Vote
+from labeling.models import (
+    Comparison,
+    Completion,
+    Membership,
+    Project,
+    Prompt,
+    Round,
+    Snapshot,
+    Vote,
+)
 from labeling.services import get_project_stats
 
 
@@ -146,3 +155,27 @@ class VoteAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Vote]:
         return super().get_queryset(request).select_related("comparison")
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(admin.ModelAdmin):
+    """Snapshots are built by workers and never change once published: look, never edit."""
+
+    list_display = [
+        "id", "project", "status", "policy", "min_agreement", "row_count", "short_sha256",
+        "created_by", "created_at", "finished_at",
+    ]  # fmt: skip
+    list_filter = ["status", "policy", "project"]
+    search_fields = ["id", "sha256", "project__name", "created_by__username"]
+    list_select_related = ["project", "created_by"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="SHA-256")
+    def short_sha256(self, snapshot: Snapshot) -> str:
+        return snapshot.sha256[:12]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -1,62 +1,50 @@
-"""Small server-rendered SVG line charts for the run page; no JavaScript chart library.
+"""Chart data for the run pages: a run's metrics stream as columns the browser plots.
 
-Only numbers from our own metrics reach the markup, formatted by us, so nothing here can
-inject HTML.
+The page draws the charts with uPlot (static/preflab/charts.js) from this JSON, fetched again
+every few seconds while a run is live, so the charts update without redrawing the page. Values
+that are missing or not finite (NaN, inf) are null: JSON has no NaN, and a gap is honest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from typing import Any
 
-WIDTH, HEIGHT, PAD = 360, 160, 32
-COLOURS = {"train": "#2f5fd0", "eval": "#d9822b"}
+from training.models import RunMetric, TrainingRun
+
+# (metrics key, chart title, fixed y range or None). Accuracy is a share: always 0 to 1.
+PLOTTED: tuple[tuple[str, str, tuple[float, float] | None], ...] = (
+    ("loss", "Loss", None),
+    ("reward_accuracy", "Reward accuracy", (0.0, 1.0)),
+    ("reward_margin", "Reward margin", None),
+)
 
 
-def _format(value: float) -> str:
-    return f"{value:.3g}"
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
-def line_chart(title: str, series: Mapping[str, Sequence[tuple[int, float]]]) -> str:
-    points = [(x, y) for values in series.values() for x, y in values]
-    if not points:
-        empty = '<p class="empty">No data yet.</p>'
-        return f'<figure class="chart"><figcaption>{title}</figcaption>{empty}</figure>'
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y_low, y_high = min(ys), max(ys)
-    if y_high - y_low < 1e-12:
-        y_low, y_high = y_low - 0.5, y_high + 0.5
+def run_series(run: TrainingRun) -> dict[str, Any]:
+    """{"run", "label", "status", "finished", "series": {split: {"step": [...], key: [...]}}}."""
+    series: dict[str, dict[str, list[Any]]] = {}
+    rows = RunMetric.objects.filter(run=run).order_by("split", "step")
+    for split, step, values in rows.values_list("split", "step", "values"):
+        columns = series.setdefault(split, {"step": [], **{key: [] for key, _, _ in PLOTTED}})
+        columns["step"].append(step)
+        for key, _, _ in PLOTTED:
+            columns[key].append(_number(values.get(key)))
+    return {
+        "run": run.pk,
+        "label": f"Run {run.pk}",
+        "status": run.status,
+        "finished": run.is_finished,
+        "total_steps": run.total_steps,
+        "series": series,
+    }
 
-    def scale(x: float, y: float) -> tuple[float, float]:
-        sx = PAD + (x - x_low) / (x_high - x_low) * (WIDTH - 2 * PAD)
-        sy = HEIGHT - PAD - (y - y_low) / (y_high - y_low) * (HEIGHT - 2 * PAD)
-        return round(sx, 1), round(sy, 1)
 
-    parts = [
-        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{title}">',
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}"'
-        ' class="axis"/>',
-        f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
-        f'<text x="{PAD - 4}" y="{PAD + 4}" text-anchor="end">{_format(y_high)}</text>',
-        f'<text x="{PAD - 4}" y="{HEIGHT - PAD}" text-anchor="end">{_format(y_low)}</text>',
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - PAD + 14}" text-anchor="end">step {x_high}</text>',
-    ]
-    for name, values in series.items():
-        if not values:
-            continue
-        coords = " ".join(f"{sx},{sy}" for sx, sy in (scale(x, y) for x, y in values))
-        colour = COLOURS.get(name, "#555")
-        parts.append(
-            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>'
-        )
-        for sx, sy in (scale(x, y) for x, y in values[-1:]):
-            parts.append(f'<circle cx="{sx}" cy="{sy}" r="3" fill="{colour}"/>')
-    parts.append("</svg>")
-    legend = " ".join(
-        f'<span style="color:{COLOURS.get(name, "#555")}">■ {name}</span>'
-        for name, values in series.items()
-        if values
-    )
-    return (
-        f'<figure class="chart"><figcaption>{title} {legend}</figcaption>{"".join(parts)}</figure>'
-    )
+def chart_metrics() -> list[dict[str, Any]]:
+    """What each chart plots, for the page's chart configuration."""
+    return [{"key": key, "title": title, "range": span} for key, title, span in PLOTTED]

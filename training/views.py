@@ -10,11 +10,10 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from api.downloads import serve_file
@@ -29,15 +28,9 @@ from labeling.web import (
     see_other,
 )
 from training import services
-from training.charts import line_chart
+from training.charts import chart_metrics, run_series
 from training.forms import RunForm, SamplingForm, SnapshotForm
-from training.models import Checkpoint, RunMetric, SamplingJob, TrainingRun
-
-PLOTTED = (
-    ("loss", "Loss"),
-    ("reward_accuracy", "Reward accuracy"),
-    ("reward_margin", "Reward margin"),
-)
+from training.models import Checkpoint, SamplingJob, TrainingRun
 
 
 @login_required
@@ -152,20 +145,6 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
     return render_page(request, "training/run_form.html", context, status=status)
 
 
-def _charts(run: TrainingRun) -> list[SafeString]:
-    rows = list(RunMetric.objects.filter(run=run).values_list("split", "step", "values"))
-    charts = []
-    for key, title in PLOTTED:
-        series: dict[str, list[tuple[int, float]]] = {"train": [], "eval": []}
-        for split, step, values in rows:
-            value = values.get(key)
-            if isinstance(value, int | float):
-                series.setdefault(split, []).append((step, float(value)))
-        # line_chart builds markup from numbers and our own titles only.
-        charts.append(mark_safe(line_chart(title, series)))
-    return charts
-
-
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
@@ -179,7 +158,12 @@ def run_detail(request: HttpRequest, project_id: int, run_id: int) -> HttpRespon
         "project": membership.project,
         "membership": membership,
         "run": run,
-        "charts": _charts(run),
+        "chart_config": {
+            "metrics": chart_metrics(),
+            "sources": [_chart_source(membership.project.pk, run)],
+        },
+        "compare_url": reverse("training:run_compare", args=[membership.project.pk])
+        + f"?run={run.pk}",
         "checkpoints": run.checkpoints.order_by("step"),
         "sampling_form": SamplingForm(membership.project),
         "partial": "run-live",
@@ -222,7 +206,7 @@ def sampling_create(request: HttpRequest, project_id: int, checkpoint_id: int) -
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Sampling job {job.pk} queued with {checkpoint.name}.")
-            return see_other(reverse("training:pipeline", args=[project.id]))
+            return see_other(reverse("training:sampling_job", args=[project.id, job.pk]))
     context = {
         "project": project,
         "membership": membership,
@@ -231,3 +215,72 @@ def sampling_create(request: HttpRequest, project_id: int, checkpoint_id: int) -
         "partial": "sampling-form",
     }
     return render_page(request, "training/sampling_form.html", context, status=400)
+
+
+@login_required
+@require_GET
+def sampling_job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    membership = reviewer_or_403(request, project_id)
+    job = get_object_or_404(
+        SamplingJob.objects.select_related(
+            "checkpoint", "previous_checkpoint", "round", "created_by"
+        ),
+        project=membership.project,
+        id=job_id,
+    )
+    context = {
+        "project": membership.project,
+        "membership": membership,
+        "job": job,
+        "partial": "sampling-live",
+    }
+    return render_page(request, "training/sampling_job.html", context)
+
+
+def _chart_source(project_id: int, run: TrainingRun) -> dict[str, Any]:
+    return {
+        "label": f"Run {run.pk}",
+        "url": reverse("training:run_metrics", args=[project_id, run.pk]),
+        "finished": run.is_finished,
+    }
+
+
+@login_required
+@require_GET
+def run_metrics(request: HttpRequest, project_id: int, run_id: int) -> JsonResponse:
+    """A run's metrics as columns; the run and compare pages poll it while the run is live."""
+    membership = reviewer_or_403(request, project_id)
+    run = get_object_or_404(TrainingRun, project=membership.project, id=run_id)
+    response = JsonResponse(run_series(run))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+COMPARE_MAX_RUNS = 8
+
+
+@login_required
+@require_GET
+def run_compare(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Overlay the chosen runs of one project on the same charts."""
+    membership = reviewer_or_403(request, project_id)
+    project = membership.project
+    runs = list(
+        TrainingRun.objects.filter(project=project).select_related("snapshot").order_by("-id")[:50]
+    )
+    wanted = {int(value) for value in request.GET.getlist("run") if value.isdigit()}
+    chosen = [run for run in runs if run.pk in wanted][:COMPARE_MAX_RUNS]
+    context = {
+        "project": project,
+        "membership": membership,
+        "runs": runs,
+        "chosen_ids": {run.pk for run in chosen},
+        "max_runs": COMPARE_MAX_RUNS,
+        "chart_config": {
+            "metrics": chart_metrics(),
+            "sources": [
+                _chart_source(project.pk, run) for run in sorted(chosen, key=lambda r: r.pk)
+            ],
+        },
+    }
+    return render_page(request, "training/compare.html", context)

@@ -25,7 +25,8 @@ def open_workbench(page, live_server, project, username: str) -> None:
     page.click("button[type=submit]")
     page.wait_for_selector("#workbench")
     # Keys pressed before the page's scripts run would do nothing or submit a plain form.
-    page.wait_for_function("window.htmx !== undefined && document.readyState === 'complete'")
+    # Arrow functions, not expression strings: those are eval'd, which the page's CSP refuses.
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
 
 
 def current_comparison(page) -> int:

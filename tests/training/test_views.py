@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from labeling.services import VoteInput, cast_vote, lease_next_comparison
 from labeling.snapshots import build_snapshot, request_snapshot
-from training.models import Checkpoint, RunMetric, TrainingRun
+from training.models import Checkpoint, RunMetric, SamplingJob, TrainingRun
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
@@ -57,10 +57,62 @@ def test_reviewer_sees_run_page_with_plots_and_htmx_fragment(client, project, ru
     client.force_login(reviewer)
     url = reverse("training:run", args=[project.id, run.id])
     page = client.get(url).content.decode()
-    assert "<html" in page and "<svg" in page and "Reward accuracy" in page
+    assert "<html" in page and "Reward accuracy" in page
+    assert "uPlot.iife.min.js" in page and 'id="chart-config"' in page
     assert "Cancel run" not in page
     fragment = client.get(url, **HX).content.decode()
     assert "<html" not in fragment and 'id="run-live"' in fragment
+    # The charts keep their place (hx-preserve) while the live part refreshes.
+    assert 'id="run-charts" hx-preserve="true"' in fragment
+
+
+@pytest.mark.django_db
+def test_run_metrics_json_has_columns_and_turns_non_numbers_into_gaps(
+    client, project, run, reviewer
+):
+    RunMetric.objects.create(
+        run=run, split="eval", step=2, values={"loss": "nan", "reward_accuracy": 1}
+    )
+    client.force_login(reviewer)
+    response = client.get(reverse("training:run_metrics", args=[project.id, run.id]))
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["series"]["train"]["step"] == [1, 2]
+    assert body["series"]["train"]["loss"] == [0.69, 0.6]
+    assert body["series"]["eval"] == {
+        "step": [2], "loss": [None], "reward_accuracy": [1.0], "reward_margin": [None]
+    }  # fmt: skip
+    assert body["finished"] is False
+
+
+@pytest.mark.django_db
+def test_compare_overlays_only_this_projects_runs(client, project, run, reviewer, make_project):
+    other = make_project("Other project", pairs=0)
+    foreign_checkpoint = Checkpoint.objects.create(project=other, name="b", path="/b")
+    foreign = TrainingRun.objects.create(
+        project=other, snapshot=run.snapshot, start_checkpoint=foreign_checkpoint
+    )
+    client.force_login(reviewer)
+    url = reverse("training:run_compare", args=[project.id])
+    page = client.get(url, {"run": [run.id, foreign.id, "x"]}).content.decode()
+    assert reverse("training:run_metrics", args=[project.id, run.id]) in page
+    assert f"/runs/{foreign.id}/metrics.json" not in page
+    assert f'name="run" value="{run.id}" checked' in page
+    outsider_url = reverse("training:run_metrics", args=[other.id, foreign.id])
+    assert client.get(outsider_url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_sampling_job_has_its_own_page_linked_from_the_pipeline(client, project, run, reviewer):
+    job = SamplingJob.objects.create(
+        project=project, checkpoint=run.start_checkpoint, generation={"temperature": 0.7}
+    )
+    client.force_login(reviewer)
+    page_url = reverse("training:sampling_job", args=[project.id, job.id])
+    assert page_url in client.get(reverse("training:pipeline", args=[project.id])).content.decode()
+    page = client.get(page_url).content.decode()
+    assert f"Sampling job {job.id}" in page and "temperature" in page
+    assert 'hx-trigger="every 2s"' in page  # queued: it refreshes itself
 
 
 @pytest.mark.django_db
