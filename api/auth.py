@@ -76,11 +76,12 @@ def request_token(request: HttpRequest) -> ApiToken:
 def require_scope(request: HttpRequest, scope: str) -> ApiToken:
     token = request_token(request)
     if not token.has_scope(scope):
+        name = str(scope)  # a Scope's str() is its value, e.g. "upload"
         raise ApiError(
             403,
             "missing_scope",
-            f"This API token lacks the {scope!r} scope.",
-            details={"required_scope": scope, "token_scopes": token.scopes},
+            f"This API token lacks the '{name}' scope.",
+            details={"required_scope": name, "token_scopes": token.scopes},
         )
     return token
 

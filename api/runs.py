@@ -82,8 +82,11 @@ def start_run(
 ) -> Status[dict[str, Any]]:
     """Queue a DPO training run on a ready snapshot; poll `poll_url` for its progress.
 
-    Snapshot and checkpoints must belong to the project (404 otherwise). Hyperparameters are
-    checked by the engine's own validation (422 `run_refused`). Scope: train; role: admin."""
+    Snapshot and checkpoints must belong to the project (404 otherwise). `hyperparameters`
+    may set only the run parameters listed in docs/api.md, within their bounds; any other key
+    (paths, cache locations, `trust_remote_code`) or an out-of-range value gets 422
+    `run_refused` whose `details.key` names it. Omitted parameters take their defaults, and
+    the run's `config` shows every value it trains with. Scope: train; role: admin."""
     require_scope(request, Scope.TRAIN)
     project = project_membership(request, project_id, ADMIN).project
     snapshot = Snapshot.objects.filter(project=project, id=payload.snapshot_id).first()
@@ -102,7 +105,8 @@ def start_run(
             created_by=request_token(request).user,
         )
     except services.RunRefused as exc:
-        raise ApiError(422, "run_refused", str(exc)) from None
+        details = {"key": exc.key} if exc.key else None
+        raise ApiError(422, "run_refused", str(exc), details=details) from None
     body = run_out(request, run)
     response["Location"] = body["url"]
     return Status(202, {"status": run.status, "poll_url": body["url"], "run": body})

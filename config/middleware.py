@@ -3,6 +3,7 @@ configured proxy, and a database outage answered with a plain 503 page."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -64,10 +65,9 @@ class TrustedProxyMiddleware:
         if self.is_trusted(meta.get("REMOTE_ADDR", "")):
             forwarded = meta.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
             if forwarded:
-                try:
+                # Not an address: keep the proxy's own.
+                with contextlib.suppress(ValueError):
                     meta["REMOTE_ADDR"] = str(ipaddress.ip_address(forwarded))
-                except ValueError:
-                    pass  # not an address: keep the proxy's own
         else:
             for header in PROXY_HEADERS:
                 meta.pop(header, None)

@@ -3,9 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 from labeling.models import JobStatus, Project, Snapshot, SnapshotPolicy
 from training.models import Checkpoint, PairingMode, PromptSelection
+from training.params import (
+    RUN_PARAMS_BY_NAME,
+    SAMPLING_PARAMS_BY_NAME,
+    ParamError,
+    check_run_params,
+)
 
 
 class SnapshotForm(forms.Form):
@@ -28,17 +35,16 @@ class RunForm(forms.Form):
         required=False,
         empty_label="Same as the starting checkpoint",
     )
-    loss_type = forms.ChoiceField(
-        choices=[("sigmoid", "DPO (sigmoid)"), ("ipo", "IPO")], initial="sigmoid"
-    )
-    beta = forms.FloatField(min_value=0.001, max_value=10.0, initial=0.1)
-    label_smoothing = forms.FloatField(min_value=0.0, max_value=0.49, initial=0.0)
-    learning_rate = forms.FloatField(min_value=1e-9, max_value=1e-2, initial=5e-6)
-    epochs = forms.IntegerField(min_value=1, max_value=100, initial=1)
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=16)
-    micro_batch_size = forms.IntegerField(min_value=1, max_value=512, initial=4)
-    max_length = forms.IntegerField(min_value=16, max_value=32768, initial=512)
-    lora = forms.BooleanField(required=False, label="LoRA (train an adapter, not all weights)")
+    # Bounds, defaults and help come from training.params, as in the API and the engine check.
+    loss_type = RUN_PARAMS_BY_NAME["loss_type"].form_field()
+    beta = RUN_PARAMS_BY_NAME["beta"].form_field()
+    label_smoothing = RUN_PARAMS_BY_NAME["label_smoothing"].form_field()
+    learning_rate = RUN_PARAMS_BY_NAME["learning_rate"].form_field()
+    epochs = RUN_PARAMS_BY_NAME["epochs"].form_field()
+    batch_size = RUN_PARAMS_BY_NAME["batch_size"].form_field()
+    micro_batch_size = RUN_PARAMS_BY_NAME["micro_batch_size"].form_field()
+    max_length = RUN_PARAMS_BY_NAME["max_length"].form_field()
+    lora = RUN_PARAMS_BY_NAME["lora"].form_field()
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,23 +56,24 @@ class RunForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if (cleaned.get("micro_batch_size") or 0) > (cleaned.get("batch_size") or 0):
-            self.add_error("micro_batch_size", "Must not exceed the batch size.")
-        elif cleaned.get("batch_size") and cleaned["batch_size"] % cleaned["micro_batch_size"]:
-            self.add_error("micro_batch_size", "Must divide the batch size.")
+        if not self.errors:
+            try:
+                self.checked_hyperparameters = check_run_params(self._chosen(cleaned))
+            except ParamError as exc:
+                field = exc.key if exc.key in self.fields else None
+                self.add_error(field, str(exc))
         return cleaned
 
-    def hyperparameters(self) -> dict[str, Any]:
+    def _chosen(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         keys = (
             "loss_type", "beta", "label_smoothing", "learning_rate", "epochs", "batch_size",
             "micro_batch_size", "max_length", "lora",
         )  # fmt: skip
-        params = {key: self.cleaned_data[key] for key in keys}
-        params["max_prompt_length"] = params["max_length"] // 2
-        # Every step's metrics feed the run page's plots; eval every 10 steps and at the end.
-        params["log_every"] = 1
-        params["eval_every"] = 10
-        return params
+        return {key: cleaned[key] for key in keys}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every run parameter: the form's values and the definition's defaults for the rest."""
+        return self.checked_hyperparameters
 
 
 class SamplingForm(forms.Form):
@@ -74,15 +81,20 @@ class SamplingForm(forms.Form):
     prompt_limit = forms.IntegerField(min_value=1, required=False, label="How many prompts")
     pairing = forms.ChoiceField(choices=PairingMode.choices, initial=PairingMode.TWO_SAMPLES)
     previous_checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False)
-    temperature = forms.FloatField(min_value=0.0, max_value=5.0, initial=1.0)
-    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=0.95)
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=8192, initial=128)
-    seed = forms.IntegerField(min_value=0, initial=0)
+    temperature = SAMPLING_PARAMS_BY_NAME["temperature"].form_field()
+    top_p = SAMPLING_PARAMS_BY_NAME["top_p"].form_field()
+    max_new_tokens = SAMPLING_PARAMS_BY_NAME["max_new_tokens"].form_field()
+    seed = SAMPLING_PARAMS_BY_NAME["seed"].form_field()
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         queryset = Checkpoint.objects.filter(project=project)
         self.fields["previous_checkpoint"].queryset = queryset  # type: ignore[attr-defined]
+        self.prompt_count = project.prompts.count()
+        limit = self.fields["prompt_limit"]
+        limit.help_text = f"At most the project's {self.prompt_count:,} prompts."
+        limit.max_value = max(self.prompt_count, 1)  # type: ignore[attr-defined]
+        limit.validators.append(MaxValueValidator(max(self.prompt_count, 1)))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

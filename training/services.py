@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import signal
 import time
@@ -34,6 +35,14 @@ from labeling.models import (
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
 from training.engine.config import ConfigError, DPOConfig, config_from_dict
+from training.params import (
+    RUN_PARAMS_BY_NAME,
+    ParamError,
+    check_prompt_limit,
+    check_run_params,
+    check_sampling_params,
+    check_saves_for_steps,
+)
 from training.models import (
     Checkpoint,
     PairingMode,
@@ -47,8 +56,6 @@ from training.runner import EngineProcess, MetricsFollower, engine_command, foll
 
 logger = logging.getLogger(__name__)
 
-# Keys the engine fills in from the run's rows; a user-supplied config may not set them.
-_MANAGED_KEYS = {"data", "model", "reference_model", "out_dir", "metrics_file", "eval_data"}
 POLL_INTERVAL_SECONDS = 1.0
 LOG_TAIL_SECONDS = 2.0
 TRAINING_JOB = "training_run"
@@ -63,7 +70,11 @@ class SamplingFailed(RuntimeError):
 
 
 class RunRefused(ValueError):
-    """The run cannot start as asked; the message says why."""
+    """The run cannot start as asked; the message says why, ``key`` names the parameter."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
 
 
 def artifact_path(path: str) -> Path:
@@ -90,16 +101,29 @@ def run_out_dir(run: TrainingRun) -> Path:
 
 
 def validate_run_config(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    """Check hyperparameters with the engine's own validation before anything is queued."""
-    managed = sorted(_MANAGED_KEYS & hyperparameters.keys())
-    if managed:
-        raise RunRefused(f"These keys are set by PrefLab, not by hand: {', '.join(managed)}.")
-    placeholder = {"data": "-", "model": "-", "out_dir": "-", **hyperparameters}
+    """Check hyperparameters against what a user may set (training.params), then with the
+    engine's own validation, before anything is queued. Returns every parameter, with the
+    defaults filled in: the config the run is stored and trained with."""
+    try:
+        checked = check_run_params(hyperparameters)
+    except ParamError as exc:
+        raise RunRefused(str(exc), key=exc.key) from None
+    placeholder = {"data": "-", "model": "-", "out_dir": "-", **checked}
     try:
         config_from_dict(DPOConfig, placeholder)
     except ConfigError as exc:
-        raise RunRefused(str(exc)) from None
-    return hyperparameters
+        # The engine's messages start with the setting's name ("beta: must be positive").
+        key = str(exc).split(":", 1)[0]
+        raise RunRefused(str(exc), key=key if key in RUN_PARAMS_BY_NAME else None) from None
+    return checked
+
+
+def estimated_total_steps(config: dict[str, Any], pairs: int) -> int:
+    """Optimizer steps a run of this config takes on a snapshot of this many pairs."""
+    if config.get("max_steps"):
+        return int(config["max_steps"])
+    train_pairs = max(1, pairs - int(pairs * config["eval_fraction"]))
+    return math.ceil(train_pairs / config["batch_size"]) * config["epochs"]
 
 
 def start_run(
@@ -117,14 +141,18 @@ def start_run(
     for checkpoint in (start_checkpoint, reference_checkpoint):
         if checkpoint is not None and checkpoint.project_id != snapshot.project_id:
             raise RunRefused("Checkpoints must belong to the snapshot's project.")
-    validate_run_config(hyperparameters)
+    config = validate_run_config(hyperparameters)
+    try:
+        check_saves_for_steps(config, estimated_total_steps(config, snapshot.row_count))
+    except ParamError as exc:
+        raise RunRefused(str(exc), key=exc.key) from None
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project_id=snapshot.project_id,
             snapshot=snapshot,
             start_checkpoint=start_checkpoint,
             reference_checkpoint=reference_checkpoint,
-            config=hyperparameters,
+            config=config,
             created_by=created_by,
         )
         run.out_dir = str(run_out_dir(run))
@@ -154,6 +182,10 @@ def _engine_config(run: TrainingRun) -> dict[str, Any]:
         "model": model_reference(run.start_checkpoint),
         "out_dir": str(out_dir),
         "metrics_file": str(out_dir / "metrics.jsonl"),
+        # Staff decide per checkpoint (Django admin) whether a model's own code may run; both
+        # the policy and the reference model must allow it, as the engine loads both.
+        "trust_remote_code": run.start_checkpoint.trust_remote_code
+        and (run.reference_checkpoint is None or run.reference_checkpoint.trust_remote_code),
     }
     if run.reference_checkpoint is not None:
         config["reference_model"] = model_reference(run.reference_checkpoint)
@@ -367,9 +399,15 @@ def start_sampling(
     if pairing == PairingMode.VERSUS_PREVIOUS and previous_checkpoint is None:
         raise RunRefused("Pairing against the previous checkpoint needs a previous checkpoint.")
     if selection != PromptSelection.ALL and not prompt_limit:
-        raise RunRefused("Say how many prompts to sample.")
-    if not project.prompts.exists():
+        raise RunRefused("Say how many prompts to sample.", key="prompt_limit")
+    prompt_count = project.prompts.count()
+    if not prompt_count:
         raise RunRefused("The project has no prompts to sample.")
+    try:
+        prompt_limit = check_prompt_limit(prompt_limit, prompt_count)
+        generation = check_sampling_params(generation or {})
+    except ParamError as exc:
+        raise RunRefused(str(exc), key=exc.key) from None
     with transaction.atomic():
         job = SamplingJob.objects.create(
             project=project,
@@ -378,7 +416,7 @@ def start_sampling(
             pairing=pairing,
             selection=selection,
             prompt_limit=prompt_limit,
-            generation=generation or {},
+            generation=generation,
             created_by=created_by,
         )
         enqueue(SAMPLE_TASK, job.pk)
@@ -411,6 +449,8 @@ def _sample(
         "--max-new-tokens", str(generation.get("max_new_tokens", 128)),
         "--seed", str(generation.get("seed", 0)),
     ]  # fmt: skip
+    if model.trust_remote_code:  # a staff-only setting on the checkpoint
+        args.append("--trust-remote-code")
     engine = EngineProcess(engine_command(*args), out_path.with_suffix(".log"))
     engine.start()
     code = follow(engine, on_tick)

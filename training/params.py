@@ -1,0 +1,316 @@
+"""What a user may set on a training run and on a sampling job: one definition, used by the UI
+forms (training.forms), the API (api.runs) and the engine config check
+(training.services.validate_run_config) alike.
+
+A key that is not listed here is refused with an error naming it. Paths (data, model, out_dir,
+metrics_file, eval_data, reference_model), cache locations (cache_dir) and trust_remote_code
+are deliberately absent: PrefLab fills in the paths itself, and whether a model's own code may
+run is a staff-only setting on the checkpoint (Checkpoint.trust_remote_code), never a
+hyperparameter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+
+from training.engine.config import LOSS_TYPES
+
+SEED_MAX = 2**32 - 1
+# A run may write at most this many step checkpoints (save_every against the step count).
+MAX_SAVED_CHECKPOINTS = 100
+
+
+class ParamError(ValueError):
+    """A value a user set is not allowed; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One user-settable parameter: its type, bounds, default and one line of help."""
+
+    name: str
+    kind: type  # int, float, bool or str
+    default: Any
+    help: str
+    label: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_maximum: bool = False  # the maximum itself is not allowed
+    choices: tuple[tuple[str, str], ...] = ()
+    optional: bool = False  # null (None) is allowed and means "not set"
+
+    def check(self, value: Any) -> Any:
+        """Return the value if it is allowed (ints given as 3.0 stay refused), else raise."""
+        if value is None:
+            if self.optional:
+                return None
+            raise ParamError(self.name, "must be set")
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ParamError(self.name, f"must be true or false, got {value!r}")
+            return value
+        if self.kind is str:
+            allowed = [choice for choice, _ in self.choices]
+            if value not in allowed:
+                raise ParamError(self.name, f"must be one of {', '.join(allowed)}, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamError(self.name, f"must be a number, got {value!r}")
+        if self.kind is int and not isinstance(value, int):
+            raise ParamError(self.name, f"must be a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise ParamError(self.name, f"must be a finite number, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ParamError(self.name, f"must be at least {self.minimum:g}, got {value!r}")
+        if self.maximum is not None:
+            if self.exclusive_maximum and value >= self.maximum:
+                raise ParamError(self.name, f"must be below {self.maximum:g}, got {value!r}")
+            if value > self.maximum:
+                raise ParamError(self.name, f"must be at most {self.maximum:g}, got {value!r}")
+        return float(value) if self.kind is float else value
+
+    def form_field(self) -> forms.Field:
+        """The Django form field for this parameter, with the same bounds and help text."""
+        common: dict[str, Any] = {
+            "help_text": self.help,
+            "label": self.label or self.name.replace("_", " ").capitalize(),
+            "required": not self.optional and self.kind is not bool,
+        }
+        if self.default is not None:
+            common["initial"] = self.default
+        if self.kind is bool:
+            return forms.BooleanField(**common)
+        if self.kind is str:
+            return forms.ChoiceField(choices=self.choices, **common)
+        bounds: dict[str, Any] = {}
+        if self.minimum is not None:
+            bounds["min_value"] = self.minimum
+        if self.maximum is not None and not self.exclusive_maximum:
+            bounds["max_value"] = self.maximum
+        if self.kind is int:
+            return forms.IntegerField(**bounds, **common)
+        field = forms.FloatField(**bounds, **common)
+        if self.exclusive_maximum and self.maximum is not None:
+            field.validators.append(_below(self.name, self.maximum))
+        return field
+
+
+def _below(name: str, maximum: float) -> Any:
+    def validate(value: float) -> None:
+        if value >= maximum:
+            raise forms.ValidationError(f"Must be below {maximum:g}.")
+
+    return validate
+
+
+RUN_PARAMS: tuple[Param, ...] = (
+    Param(
+        "loss_type", str, "sigmoid", "The preference loss; sigmoid is DPO.",
+        label="Loss", choices=tuple((name, f"{name}: {text}") for name, text in LOSS_TYPES.items()),
+    ),
+    Param(
+        "beta", float, 0.1, "Strength of the pull towards the reference model.",
+        minimum=0.001, maximum=10.0,
+    ),
+    Param(
+        "label_smoothing", float, 0.0,
+        "The assumed share of wrong labels (sigmoid, robust: below 0.5; exo_pair: above 0).",
+        minimum=0.0, maximum=1.0, exclusive_maximum=True,
+    ),
+    Param(
+        "simpo_gamma", float, 0.5, "SimPO's target reward margin (simpo loss only).",
+        label="SimPO gamma", minimum=0.0, maximum=10.0,
+    ),
+    Param(
+        "reference_free", bool, False,
+        "Take the reference model's log-ratio as 0 and never load a reference model.",
+    ),
+    Param(
+        "learning_rate", float, 5e-6, "Peak AdamW learning rate.", minimum=1e-9, maximum=1e-2,
+    ),
+    Param("epochs", int, 1, "Passes over the snapshot's pairs.", minimum=1, maximum=100),
+    Param(
+        "max_steps", int, None, "Stop after this many optimizer steps (overrides epochs).",
+        minimum=1, maximum=1_000_000, optional=True,
+    ),
+    Param(
+        "batch_size", int, 16, "Pairs per optimizer step.", minimum=1, maximum=4096,
+    ),
+    Param(
+        "micro_batch_size", int, 4,
+        "Pairs per forward/backward pass; must divide the batch size.", minimum=1, maximum=512,
+    ),
+    Param(
+        "max_length", int, 512, "Prompt plus response tokens per sequence.",
+        minimum=16, maximum=32768,
+    ),
+    Param(
+        "max_prompt_length", int, None,
+        "A longer prompt is cut to its last this many tokens; below max_length "
+        "(default: half of it).",
+        minimum=8, maximum=32767, optional=True,
+    ),
+    Param("warmup_steps", int, 10, "Linear warm-up steps.", minimum=0, maximum=100_000),
+    Param(
+        "lr_schedule", str, "cosine", "How the learning rate decays after warm-up.",
+        label="Learning-rate schedule",
+        choices=(("cosine", "Cosine"), ("linear", "Linear"), ("constant", "Constant")),
+    ),
+    Param(
+        "min_lr_ratio", float, 0.0, "The decay ends at this share of the learning rate.",
+        minimum=0.0, maximum=1.0,
+    ),
+    Param(
+        "weight_decay", float, 0.0, "AdamW decoupled weight decay.", minimum=0.0, maximum=1.0,
+    ),
+    Param(
+        "max_grad_norm", float, 1.0, "Clip the gradient norm to this; empty disables clipping.",
+        minimum=1e-6, maximum=1e6, optional=True,
+    ),
+    Param(
+        "eval_fraction", float, 0.05, "Share of the pairs held out for evaluation.",
+        minimum=0.0, maximum=0.5,
+    ),
+    Param(
+        "precision", str, "auto", "auto uses bf16 on a GPU that supports it, else fp32.",
+        choices=(("auto", "Auto"), ("bf16", "bf16"), ("fp32", "fp32")),
+    ),
+    Param(
+        "gradient_checkpointing", bool, False, "Recompute activations to save GPU memory.",
+    ),
+    Param(
+        "length_bucketing", bool, True, "Group pairs of similar length to cut padding.",
+    ),
+    Param(
+        "lora", bool, False, "Train a LoRA adapter instead of all weights.",
+        label="LoRA (train an adapter, not all weights)",
+    ),
+    Param("lora_r", int, 16, "LoRA rank.", label="LoRA rank", minimum=1, maximum=1024),
+    Param(
+        "lora_alpha", int, 32, "The adapter's update is scaled by alpha / rank.",
+        label="LoRA alpha", minimum=1, maximum=4096,
+    ),
+    Param(
+        "lora_dropout", float, 0.0, "Dropout on the adapter's input.", label="LoRA dropout",
+        minimum=0.0, maximum=1.0, exclusive_maximum=True,
+    ),
+    Param(
+        "seed", int, 0, "Seeds data order, the eval split and LoRA initialisation.",
+        minimum=0, maximum=SEED_MAX,
+    ),
+    Param("log_every", int, 1, "Optimizer steps per metrics line.", minimum=1, maximum=10_000),
+    Param(
+        "eval_every", int, 10, "Optimizer steps between evaluations; 0: only at the end.",
+        minimum=0, maximum=1_000_000,
+    ),
+    Param(
+        "save_every", int, 0, "Optimizer steps between checkpoints; 0: only at the end.",
+        minimum=0, maximum=1_000_000,
+    ),
+    Param(
+        "keep_checkpoints", int, None, "Keep only the newest this many step checkpoints.",
+        minimum=1, maximum=MAX_SAVED_CHECKPOINTS, optional=True,
+    ),
+)  # fmt: skip
+
+SAMPLING_PARAMS: tuple[Param, ...] = (
+    Param(
+        "temperature", float, 1.0, "Higher is more varied; 0 always picks the likeliest token.",
+        minimum=0.0, maximum=5.0,
+    ),
+    Param(
+        "top_p", float, 0.95, "Sample only from the likeliest tokens that make up this share.",
+        minimum=0.01, maximum=1.0,
+    ),
+    Param(
+        "max_new_tokens", int, 128, "Longest completion, in tokens.", minimum=1, maximum=8192,
+    ),
+    Param(
+        "seed", int, 0, "Same seed, checkpoint and prompts: the same completions.",
+        minimum=0, maximum=SEED_MAX,
+    ),
+)  # fmt: skip
+
+RUN_PARAMS_BY_NAME = {param.name: param for param in RUN_PARAMS}
+SAMPLING_PARAMS_BY_NAME = {param.name: param for param in SAMPLING_PARAMS}
+
+
+def check_params(params: Iterable[Param], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the values checked against params; the first key that is not allowed raises."""
+    by_name = {param.name: param for param in params}
+    if not isinstance(values, Mapping):
+        raise ParamError("hyperparameters", "must be an object of keys to values")
+    for key in values:
+        if key not in by_name:
+            raise ParamError(
+                str(key), "is not a setting you can change (see the list of allowed settings)"
+            )
+    return {key: by_name[key].check(value) for key, value in values.items()}
+
+
+def with_defaults(params: Iterable[Param], checked: Mapping[str, Any]) -> dict[str, Any]:
+    return {param.name: checked.get(param.name, param.default) for param in params}
+
+
+def check_run_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a run's hyperparameters, including the rules that tie two of them together, and
+    return every parameter: the given values, and the defaults for the rest."""
+    given = check_params(RUN_PARAMS, values)
+    checked = with_defaults(RUN_PARAMS, given)
+    if checked["max_prompt_length"] is None:
+        # The prompt budget defaults to half the sequence, whatever max_length is.
+        checked["max_prompt_length"] = checked["max_length"] // 2
+    if checked["micro_batch_size"] > checked["batch_size"]:
+        raise ParamError("micro_batch_size", "must not exceed the batch size")
+    if checked["batch_size"] % checked["micro_batch_size"]:
+        raise ParamError("micro_batch_size", "must divide the batch size")
+    if checked["max_prompt_length"] >= checked["max_length"]:
+        raise ParamError("max_prompt_length", "must be below max_length")
+    # Which losses take label smoothing, and the like, the engine's own check decides.
+    max_steps, save_every = checked["max_steps"], checked["save_every"]
+    if max_steps is not None and save_every and max_steps / save_every > MAX_SAVED_CHECKPOINTS:
+        raise ParamError(
+            "save_every",
+            f"would save {max_steps // save_every:,} checkpoints over {max_steps:,} steps; "
+            f"at most {MAX_SAVED_CHECKPOINTS} are allowed",
+        )
+    return checked
+
+
+def check_saves_for_steps(values: Mapping[str, Any], total_steps: int) -> None:
+    """save_every against the run's real step count (known once the snapshot is known)."""
+    save_every = values.get("save_every") or 0
+    if save_every and total_steps / save_every > MAX_SAVED_CHECKPOINTS:
+        raise ParamError(
+            "save_every",
+            f"would save {total_steps // save_every:,} checkpoints over about {total_steps:,} "
+            f"steps; at most {MAX_SAVED_CHECKPOINTS} are allowed",
+        )
+
+
+def check_sampling_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a sampling job's generation settings; return all of them, defaults filled in."""
+    return with_defaults(SAMPLING_PARAMS, check_params(SAMPLING_PARAMS, values))
+
+
+def check_prompt_limit(prompt_limit: Any, prompt_count: int) -> int | None:
+    """A sampling job's prompt count: a whole number from 1 to the project's prompt count."""
+    if prompt_limit is None:
+        return None
+    if isinstance(prompt_limit, bool) or not isinstance(prompt_limit, int):
+        raise ParamError("prompt_limit", f"must be a whole number, got {prompt_limit!r}")
+    if not 1 <= prompt_limit <= prompt_count:
+        raise ParamError(
+            "prompt_limit",
+            f"must be between 1 and the project's {prompt_count:,} prompts, got {prompt_limit:,}",
+        )
+    return prompt_limit
