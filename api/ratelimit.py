@@ -32,7 +32,6 @@ _UNITS = {
     "d": 86400,
     "day": 86400,
 }
-DEFAULT_RATES = {"api": "600/minute", "download": "120/minute"}
 _SETTINGS = {"api": "PREFLAB_API_RATE_LIMIT", "download": "PREFLAB_API_DOWNLOAD_RATE_LIMIT"}
 
 
@@ -52,7 +51,7 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 def rate_for(bucket: str) -> tuple[int, int]:
-    return parse_rate(str(getattr(settings, _SETTINGS[bucket], DEFAULT_RATES[bucket])))
+    return parse_rate(str(getattr(settings, _SETTINGS[bucket])))
 
 
 def check_rate(bucket: str, ident: str) -> int | None:

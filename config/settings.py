@@ -105,6 +105,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# API rate limits per token (api/ratelimit.py), "N/second|minute|hour|day": every request but
+# file downloads, and downloads in a bucket of their own.
+PREFLAB_API_RATE_LIMIT = env_str("PREFLAB_API_RATE_LIMIT", "600/minute")
+PREFLAB_API_DOWNLOAD_RATE_LIMIT = env_str("PREFLAB_API_DOWNLOAD_RATE_LIMIT", "120/minute")
+# Downloads from the local store through sendfile(2) (api/downloads.py says when it pays).
+PREFLAB_API_SENDFILE = env_bool("PREFLAB_API_SENDFILE", False)
+
 # API rate limits count in this cache: per process by default, shared across web processes
 # when CACHE_URL names a Redis server (e.g. redis://127.0.0.1:6379/1).
 _CACHE_URL = env_str("CACHE_URL", "")

@@ -239,3 +239,15 @@ def test_the_sampling_page_refuses_a_huge_seed_or_prompt_limit(world: World, cli
         assert response.status_code == 400
         assert field in SamplingForm(world.home.project, {**base, field: value}).errors
     assert not SamplingJob.objects.exists()
+
+
+def test_docs_list_every_run_parameter_with_its_default() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(" `"): line for line in docs.splitlines() if line.startswith("| `")
+    }
+    for param in RUN_PARAMS:
+        assert param.name in rows, f"docs/api.md does not list {param.name}"
+        assert param.help in rows[param.name], param.name

@@ -131,13 +131,25 @@ def test_every_setting_the_code_reads_is_declared():
     used: dict[str, str] = {}
     for path in _python_sources():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = ""
             if (
                 isinstance(node, ast.Attribute)
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "settings"
-                and node.attr.isupper()
             ):
-                used.setdefault(node.attr, str(path.relative_to(ROOT)))
+                name = node.attr
+            elif (  # getattr(settings, "NAME", default)
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "getattr"
+                and len(node.args) >= 2
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == "settings"
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                name = str(node.args[1].value)
+            if name.isupper():
+                used.setdefault(name, str(path.relative_to(ROOT)))
     undeclared = {name: where for name, where in used.items() if not hasattr(settings, name)}
     assert "PREFLAB_LEASE_SECONDS" in used
     assert not undeclared, f"read from django.conf.settings but never declared: {undeclared}"
