@@ -338,7 +338,9 @@ class Snapshot(Job):
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     parquet_sha256 = models.CharField(max_length=64, blank=True)
     path = models.CharField(
-        max_length=500, blank=True, help_text="Directory under ARTIFACT_ROOT holding the files."
+        max_length=500,
+        blank=True,
+        help_text="The artifact store key of the files' directory: snapshots/<project>/<id>.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

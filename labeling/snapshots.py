@@ -1,6 +1,6 @@
 """Export a project's votes as an immutable, content-hashed preference data set.
 
-Files, in ARTIFACT_ROOT/snapshots/<project id>/<snapshot id>/:
+Files, in the artifact store (core.artifacts) under snapshots/<project id>/<snapshot id>/:
 - data.jsonl:    one triple a line, keys sorted; the SHA-256 of this file names the snapshot
 - data.parquet:  the same rows and columns
 - manifest.json: policy, row count, hashes, the column list
@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.artifacts import stage
+from core.artifacts import get_store, stage
 from core.jobs import JobKind, Recovery, enqueue, run_job
 from labeling.models import (
     DECISIVE_CHOICES,
@@ -86,8 +86,15 @@ _VOTE_FIELDS = (
 )
 
 
+def snapshot_prefix(snapshot: Snapshot) -> str:
+    """The artifact store key of a snapshot's directory: snapshots/<project id>/<snapshot id>."""
+    return f"snapshots/{snapshot.project_id}/{snapshot.pk}"
+
+
 def snapshot_dir(snapshot: Snapshot) -> Path:
-    return Path(settings.ARTIFACT_ROOT) / "snapshots" / str(snapshot.project_id) / str(snapshot.pk)
+    """Where the builder puts the files before publishing them: the artifact itself on the
+    local store (publishing is a rename), a worker-local directory for S3."""
+    return get_store().work_dir(snapshot_prefix(snapshot))
 
 
 def request_snapshot(
@@ -403,7 +410,6 @@ def _build(claimed: Snapshot) -> None:
     """
     snapshot_id = claimed.pk
     snapshot = Snapshot.objects.select_related("project").get(id=snapshot_id)
-    final_dir = snapshot_dir(snapshot)
     temp_dir = snapshot_temp_dir(snapshot)
     try:
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -451,8 +457,12 @@ def _build(claimed: Snapshot) -> None:
         _fsync_write(temp_dir / "README.md", _dataset_card(snapshot, rows, sha256, chat).encode())
         for path in temp_dir.iterdir():
             path.chmod(0o444)
-        shutil.rmtree(final_dir, ignore_errors=True)
-        os.replace(temp_dir, final_dir)
+        # The row is not published, so nothing under its key is either: what may be there is
+        # left by a build that died between publishing and the update below.
+        key = snapshot_prefix(snapshot)
+        store = get_store()
+        store.delete(key)
+        store.publish(temp_dir, key, immutable=True, move=True)
         with transaction.atomic():
             Snapshot.objects.filter(
                 id=snapshot_id, status=JobStatus.RUNNING, worker=claimed.worker
@@ -461,7 +471,7 @@ def _build(claimed: Snapshot) -> None:
                 row_count=rows,
                 sha256=sha256,
                 parquet_sha256=parquet_sha256,
-                path=str(final_dir.relative_to(settings.ARTIFACT_ROOT)),
+                path=key,
                 finished_at=timezone.now(),
             )
     except Exception:

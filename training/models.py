@@ -31,7 +31,9 @@ class Checkpoint(models.Model):
     )
     name = models.CharField(max_length=200)
     path = models.CharField(
-        max_length=1000, help_text="A directory (absolute, or under ARTIFACT_ROOT) or a hub id."
+        max_length=1000,
+        help_text="An artifact store key (runs/<run>/checkpoint-<step>), an absolute directory "
+        "or a hub id.",
     )
     step = models.PositiveIntegerField(null=True, blank=True)
     is_final = models.BooleanField(default=False)
@@ -79,7 +81,9 @@ class TrainingRun(Job):
     eta_seconds = models.FloatField(null=True, blank=True)
     latest_metrics = models.JSONField(default=dict, blank=True)
     summary = models.JSONField(default=dict, blank=True)
-    out_dir = models.CharField(max_length=1000, blank=True)
+    out_dir = models.CharField(
+        max_length=1000, blank=True, help_text="The run's artifact store key: runs/<id>."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -10,10 +10,11 @@ import json
 import logging
 import math
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from core.artifacts import get_store, is_key, stage
 from core.jobs import JobKind, Recovery, enqueue, get_kind, queue_again, run_job
 from labeling.models import (
     Comparison,
@@ -77,16 +79,18 @@ class RunRefused(ValueError):
         super().__init__(message)
 
 
-def artifact_path(path: str) -> Path:
-    """Checkpoint paths are stored relative to ARTIFACT_ROOT when they live under it."""
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else Path(settings.ARTIFACT_ROOT) / candidate
-
-
 def model_reference(checkpoint: Checkpoint) -> str:
-    """What to pass to from_pretrained: a local directory if it exists, else the hub id."""
-    local = artifact_path(checkpoint.path)
-    return str(local) if local.exists() else checkpoint.path
+    """What to pass to from_pretrained.
+
+    A checkpoint in the artifact store (a run's, under a key like runs/12/checkpoint-000040)
+    is staged to a local directory: on the local store the artifact itself, on S3 a copy in
+    the worker's cache. Anything else (a base model's absolute directory, a hub id) is passed
+    as it was given.
+    """
+    path = checkpoint.path
+    if checkpoint.run_id is not None or (is_key(path) and get_store().exists(path)):
+        return str(stage(path))
+    return path
 
 
 def register_base_model(project: Project, path: str, name: str = "") -> Checkpoint:
@@ -96,8 +100,15 @@ def register_base_model(project: Project, path: str, name: str = "") -> Checkpoi
     return checkpoint
 
 
+def run_key(run: TrainingRun) -> str:
+    """The artifact store key under which a run's checkpoints are published: runs/<id>."""
+    return f"runs/{run.pk}"
+
+
 def run_out_dir(run: TrainingRun) -> Path:
-    return Path(settings.ARTIFACT_ROOT) / "runs" / str(run.pk)
+    """The engine's out_dir on this worker: the run's directory in the local store (so
+    publishing a checkpoint costs nothing), or a worker-local directory with S3."""
+    return get_store().work_dir(run.out_dir or run_key(run))
 
 
 def validate_run_config(hyperparameters: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +166,7 @@ def start_run(
             config=config,
             created_by=created_by,
         )
-        run.out_dir = str(run_out_dir(run))
+        run.out_dir = run_key(run)
         run.save(update_fields=["out_dir"])
         enqueue(TRAIN_TASK, run.pk)
     return run
@@ -175,7 +186,7 @@ def request_cancel(run: TrainingRun) -> bool:
 
 
 def _engine_config(run: TrainingRun) -> dict[str, Any]:
-    out_dir = Path(run.out_dir)
+    out_dir = run_out_dir(run)
     config: dict[str, Any] = {
         **run.config,
         "data": str(snapshot_file(run.snapshot, "jsonl")),
@@ -223,11 +234,16 @@ def _record_event(run: TrainingRun, event: dict[str, Any]) -> None:
 
 
 def _register_checkpoint(run: TrainingRun, event: dict[str, Any]) -> Checkpoint:
+    """Publish a checkpoint the engine reported to the artifact store, then register its row
+    (so a row always names a complete artifact). The engine writes under the run's out_dir:
+    checkpoint-000040 there is published as runs/<id>/checkpoint-000040."""
     path = Path(str(event["path"]))
-    try:
-        stored = str(path.relative_to(settings.ARTIFACT_ROOT))
-    except ValueError:
-        stored = str(path)
+    stored = f"{run.out_dir}/{path.relative_to(run_out_dir(run)).as_posix()}"
+    if not Checkpoint.objects.filter(project_id=run.project_id, path=stored).exists():
+        # Local store: the path already is the artifact and this returns at once. S3: the
+        # files go up (a final checkpoint that was reported as a checkpoint first is not
+        # uploaded twice).
+        get_store().publish(path, stored, immutable=False)
     final = bool(event.get("final"))
     defaults: dict[str, Any] = {
         "run": run,
@@ -256,8 +272,9 @@ def _train(claimed: TrainingRun) -> None:
     run = TrainingRun.objects.select_related(
         "snapshot", "start_checkpoint", "reference_checkpoint"
     ).get(id=claimed.pk)
-    out_dir = Path(run.out_dir)
+    out_dir = run_out_dir(run)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _restore_last_checkpoint(run, out_dir)
     config_path = out_dir / "run.json"
     config_path.write_text(json.dumps(_engine_config(run), indent=2))
     resume = any(out_dir.glob("checkpoint-*"))
@@ -286,6 +303,33 @@ def _train(claimed: TrainingRun) -> None:
     for event in follower.read_new():
         _record_event(run, event)
     _finish_run(run, code, engine.log_tail())
+    _release_out_dir(run, out_dir)
+
+
+def _release_out_dir(run: TrainingRun, out_dir: Path) -> None:
+    """With S3, an ended run's checkpoints are all in the store: the worker's copy goes. (A
+    run queued again to resume keeps it, to resume from here without a download.)"""
+    run.refresh_from_db(fields=["status"])
+    if not get_store().is_local and run.is_finished:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _restore_last_checkpoint(run: TrainingRun, out_dir: Path) -> None:
+    """A run resumed on another machine (S3 store) finds no checkpoint of its own on disk:
+    fetch its last published one, so the engine resumes from it as it would locally."""
+    if any(out_dir.glob("checkpoint-*")):
+        return
+    last = (
+        Checkpoint.objects.filter(run=run, step__isnull=False)
+        .exclude(path__endswith="/merged")
+        .order_by("-step")
+        .first()
+    )
+    store = get_store()
+    if last is None or store.is_local or not store.exists(last.path):
+        return
+    store.fetch(last.path, out_dir / PurePosixPath(last.path).name)
+    logger.info("run %s: fetched %s from the artifact store to resume from", run.pk, last.path)
 
 
 def engine_exit_message(code: int) -> str:
@@ -472,7 +516,7 @@ def _sample_round(claimed: SamplingJob) -> None:
     job = SamplingJob.objects.select_related("project", "checkpoint", "previous_checkpoint").get(
         id=claimed.pk
     )
-    work_dir = Path(settings.ARTIFACT_ROOT) / "sampling" / str(job.pk)
+    work_dir = get_store().work_dir(f"sampling/{job.pk}")
     work_dir.mkdir(parents=True, exist_ok=True)
 
     def tick() -> bool:

@@ -69,7 +69,7 @@ class S3:
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def keys(self) -> list[str]:
+    def objects(self) -> list[str]:
         listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + "/")
         return sorted(item["Key"][len(self.prefix) + 1 :] for item in listing.get("Contents", []))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -12,7 +11,7 @@ from core.jobs import get_kind, recover_stale
 from tests.workers.conftest import wait_for
 from tests.workers.test_loop import TINY_RUN, finished, labeled_project, ready_snapshot
 from training.models import Checkpoint, RunStatus, TrainingRun
-from training.services import start_run
+from training.services import run_out_dir, start_run
 
 pytestmark = [pytest.mark.slow]
 
@@ -49,5 +48,5 @@ def test_sigkilled_worker_run_is_resumed_from_its_checkpoint(
     assert run.status == RunStatus.SUCCEEDED, (run.error, second.log())
     assert run.attempts == 2
     assert run.step == 400
-    engine_log = Path(TrainingRun.objects.get(id=run.id).out_dir) / "engine.log"
+    engine_log = run_out_dir(TrainingRun.objects.get(id=run.id)) / "engine.log"
     assert "resum" in engine_log.read_text().lower()
