@@ -160,7 +160,7 @@ def test_reference_log_probs_are_cached_and_reused(tmp_path, pairs_file, run_con
             data,
             name=f"{name}.json",
             out_dir=str(tmp_path / name),
-            cache_dir=str(cache),
+            reference_cache_dir=str(cache),
             max_steps=1,
         )
         assert engine("train", "--config", str(config)) == EXIT_OK
@@ -172,13 +172,13 @@ def test_reference_log_probs_are_cached_and_reused(tmp_path, pairs_file, run_con
         data,
         name="c.json",
         out_dir=str(tmp_path / "c"),
-        cache_dir=str(cache),
+        reference_cache_dir=str(cache),
         max_steps=1,
         max_length=100,
     )
     assert engine("train", "--config", str(config)) == EXIT_OK
     (third,) = events(tmp_path / "c" / "metrics.jsonl", "reference")
-    assert not third["cached"] and len(list(cache.iterdir())) == 2
+    assert not third["cached"] and len(list(cache.glob("reference-*.safetensors"))) == 2
 
 
 def test_reference_free_ipo_and_conservative_runs_train(tmp_path, pairs_file, run_config):

@@ -93,6 +93,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             sft_config = load_config(SFTConfig, args.config)
             config = sft_config
             objective = SFTObjective(sft_config)
+        from .distributed import launch, under_launcher
+
+        if config.processes > 1 and not under_launcher():
+            child = [*(["--quiet"] if args.quiet else []), args.command, "--config", args.config]
+            return launch(config.processes, child + (["--resume"] if args.resume else []))
         try:
             summary = run_training(config, objective, resume=args.resume)
         except Cancelled as exc:

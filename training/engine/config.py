@@ -129,6 +129,15 @@ LossType = Literal[
 ]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["cosine", "linear", "constant"]
+CompileMode = Literal["auto", "off", "on"]
+Distributed = Literal["ddp", "fsdp"]
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+# paths and file locations: set by the service that runs the engine, never taken from a user's
+# hyperparameters (a path there could read or overwrite another run's files)
+WORKER_MANAGED_KEYS = frozenset(
+    {"data", "model", "reference_model", "out_dir", "metrics_file", "eval_data"}
+    | {"reference_cache_dir"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +179,15 @@ class CommonConfig:
     shuffle: bool = True  # false: steps take the rows in file order (no shuffle, no bucketing)
     logprob_chunk_size: int = 1024  # tokens per chunk of the vocabulary projection
     seed: int = 0  # seeds data order, eval split, LoRA init and dropout
+
+    # --- speed and scale (docs/engine.md, "Speed and scale") ---
+    padding_free: bool = False  # pack each micro-batch's sequences into one row, no padding
+    compile: CompileMode = "auto"  # torch.compile the decoder; auto: on (with CUDA graphs) on a GPU
+    processes: int = 1  # training processes (GPUs) for this run; the CLI starts them
+    distributed: Distributed = "ddp"  # with processes > 1: ddp (replicas) or fsdp (sharded)
+    # experiment trackers beside metrics.jsonl; null: tensorboard when installed, plus wandb /
+    # mlflow when installed and configured by their environment variables; [] for none
+    trackers: tuple[str, ...] | None = None
 
     # --- LoRA (peft) ---
     lora: bool = False  # train a LoRA adapter instead of all weights
@@ -231,6 +249,15 @@ class CommonConfig:
             raise ConfigError(
                 f"divergence_factor: must be a finite number above 1, or null, got {factor}"
             )
+        _positive(self, "processes")
+        unknown_trackers = sorted(set(self.trackers or ()) - set(TRACKERS))
+        if unknown_trackers:
+            raise ConfigError(
+                f"trackers: unknown {', '.join(unknown_trackers)}; "
+                f"choose from {', '.join(TRACKERS)}"
+            )
+        if self.distributed == "fsdp" and self.lora:
+            raise ConfigError("distributed 'fsdp' is for full fine-tuning; use 'ddp' with lora")
 
     @property
     def metrics_path(self) -> Path:
@@ -256,7 +283,9 @@ class DPOConfig(CommonConfig):
     simpo_gamma: float = 0.5  # simpo's target reward margin (TRL CPOConfig.simpo_gamma)
     reference_free: bool = False  # take the reference log-ratio as 0; never run a reference
     use_pair_weights: bool = True  # weight each pair by the data's optional 'weight' column
-    cache_dir: str | None = None  # reference log-prob cache; default <out_dir>/reference_cache
+    # worker-managed, never user input: the reference log-prob cache shared across runs
+    # (training.engine.refcache); default <out_dir>/reference_cache
+    reference_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -296,7 +325,9 @@ class DPOConfig(CommonConfig):
 
     @property
     def cache_path(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else Path(self.out_dir) / "reference_cache"
+        if self.reference_cache_dir:
+            return Path(self.reference_cache_dir)
+        return Path(self.out_dir) / "reference_cache"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,7 +363,7 @@ def config_from_dict(cls: type[ConfigT], raw: dict[str, Any]) -> ConfigT:
     if missing:
         raise ConfigError(f"missing required config key(s): {', '.join(missing)}")
     values = dict(raw)
-    for name in ("lora_target_modules", "loss_type", "loss_weights"):
+    for name in ("lora_target_modules", "trackers", "loss_type", "loss_weights"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     return cls(**values)
@@ -359,7 +390,7 @@ def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
 
 def config_to_dict(config: CommonConfig) -> dict[str, Any]:
     out = dataclasses.asdict(config)
-    for name in ("lora_target_modules", "loss_type", "loss_weights"):
+    for name in ("lora_target_modules", "trackers", "loss_type", "loss_weights"):
         if isinstance(out.get(name), tuple):
             out[name] = list(out[name])
     return out

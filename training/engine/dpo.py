@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from .config import DPOConfig
 from .data import (
@@ -29,12 +25,11 @@ from .data import (
 )
 from .logprobs import SequenceLogps, check_supported
 from .losses import LossSpec, PairLogps, combine
-from .modeling import load_causal_lm, model_identity
+from .modeling import load_causal_lm
+from .refcache import ReferenceCache, cache_key, model_fingerprint, tokenizer_fingerprint
 from .session import Cancelled, Session
 
 logger = logging.getLogger(__name__)
-
-CACHE_FORMAT = 1
 
 
 @dataclasses.dataclass
@@ -45,6 +40,7 @@ class _Source:
     examples: list[PairExample]
     sha256: str = ""  # of the file's bytes: the snapshot hash in the reference-cache key
     reference: torch.Tensor | None = None  # [n, 2] float32: chosen, rejected
+    cache_key: str = ""  # the reference-cache key (training.engine.refcache), once computed
 
 
 class DPOObjective:
@@ -60,6 +56,7 @@ class DPOObjective:
         self._sources: list[_Source] = []
         self._split: tuple[list[int], list[int]] = ([], [])
         self._tokenization: Tokenization | None = None
+        self._tokenizer_sha256 = ""
         self.loss_spec = LossSpec(
             config.loss_types,
             config.loss_weight_values,
@@ -77,6 +74,7 @@ class DPOObjective:
     def prepare(self, config: DPOConfig, tokenizer: Any) -> None:
         self.pad_id = tokenizer.pad_token_id
         self._tokenization = Tokenization(tokenizer, config.max_length, config.max_prompt_length)
+        self._tokenizer_sha256 = tokenizer_fingerprint(tokenizer)
         main = _Source(
             config.data,
             tokenize_pairs(read_records(config.data), self._tokenization, config.use_pair_weights),
@@ -125,62 +123,69 @@ class DPOObjective:
 
     # -- the reference pass ---------------------------------------------------------------------
 
-    def _cache_file(self, source: _Source, session: Session) -> Path:
+    def _cache_keys(self, session: Session) -> None:
         config = self.config
-        reference = config.reference_model or config.model
         if self._tokenization is None:
             raise RuntimeError("prepare() must run before the reference cache is used")
-        key_material = {
-            "format": CACHE_FORMAT,
-            "data_sha256": source.sha256,
-            "rows": len(source.examples),
-            "reference": model_identity(reference),
-            "tokenization": self._tokenization.settings(),
-            "precision": session.precision,
-        }
-        key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()
-        return config.cache_path / f"reference-{key[:40]}.safetensors"
+        reference = model_fingerprint(config.reference_model or config.model, config.cache_path)
+        for source in self._sources:
+            source.cache_key = cache_key(
+                data_sha256=source.sha256,
+                rows=len(source.examples),
+                reference=reference,
+                tokenizer_sha256=self._tokenizer_sha256,
+                tokenization=self._tokenization.settings(),
+                precision=session.precision,
+            )
 
     def before_policy(self, session: Session) -> None:
         """Load cached reference log-probs, or compute them with a separately loaded reference
-        (a distinct reference model, or the starting weights when resuming a full fine-tune)."""
+        (a distinct reference model, or the starting weights when resuming a full fine-tune).
+
+        On a cache hit for every data file no reference model is loaded and no reference forward
+        runs; ``reference_forwards`` stays 0 and the log says which entry was used.
+        """
         config = self.config
         if not config.uses_reference:
             return
         t0 = time.perf_counter()
-        cached = 0
+        self._cache_keys(session)
+        cache = ReferenceCache(config.cache_path)
         for source in self._sources:
-            path = self._cache_file(source, session)
-            if path.is_file():
-                tensors = load_file(str(path))
-                if tensors["logps"].shape == (len(source.examples), 2):
-                    source.reference = tensors["logps"]
-                    cached += 1
+            source.reference = cache.load(source.cache_key, len(source.examples))
+            if source.reference is not None and session.accelerator.is_main_process:
+                logger.info(
+                    "reference log-probs loaded from cache %s (%s)", source.cache_key, source.path
+                )
+        hits = [s.cache_key for s in self._sources if s.reference is not None]
+        if len(hits) == len(self._sources):
+            seconds = time.perf_counter() - t0
+            session.timings["reference_seconds"] = seconds
+            session.writer.write(
+                "reference",
+                cached=True,
+                cache_keys=hits,
+                forwards=0,
+                seconds=seconds,
+                pairs=sum(len(s.examples) for s in self._sources),
+            )
+            self._assemble()
+            return
         separate = config.reference_model is not None or (
             session.resume_from is not None and not config.lora
         )
-        if cached < len(self._sources) and separate:
-            reference = None  # only the main process runs the pass; the others read the cache
-            if session.accelerator.is_main_process:
-                reference = load_causal_lm(
-                    config.reference_model or config.model, config.trust_remote_code
-                )
-                check_supported(reference)
-                reference.to(session.device)
+        if separate:
+            # every process loads the reference and scores its share of the rows
+            reference = load_causal_lm(
+                config.reference_model or config.model, config.trust_remote_code
+            )
+            check_supported(reference)
+            reference.to(session.device)
             self._compute(reference, session)
             del reference  # the reference is never in memory while the policy trains
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        if cached == len(self._sources):
-            session.writer.write(
-                "reference",
-                cached=True,
-                seconds=time.perf_counter() - t0,
-                pairs=sum(len(s.examples) for s in self._sources),
-            )
-            session.timings["reference_seconds"] = time.perf_counter() - t0
-            self._assemble()
 
     def after_policy(self, session: Session) -> None:
         """Reference = the policy's starting weights (with LoRA: the adapter disabled)."""
@@ -194,30 +199,34 @@ class DPOObjective:
             self._compute(policy, session)
 
     def _compute(self, model: Any, session: Session) -> None:
+        """Score the rows not found in the cache; each process takes every ``world``-th row of
+        the length-sorted order and a sum over processes assembles the table (exact: every row
+        is non-zero on one process only). The main process writes the cache entries."""
         config = self.config
         accelerator = session.accelerator
         t0 = time.perf_counter()
         pending = [s for s in self._sources if s.reference is None]
-        if accelerator.is_main_process:
-            wrapper = SequenceLogps(model, config.logprob_chunk_size)
-            was_training = model.training
-            model.eval()
-            for source in pending:
-                source.reference = self._reference_logps(wrapper, source.examples, session)
-                path = self._cache_file(source, session)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                save_file({"logps": source.reference}, str(tmp))
-                tmp.rename(path)
-            model.train(was_training)
+        wrapper = SequenceLogps(model, config.logprob_chunk_size, padding_free=config.padding_free)
+        was_training = model.training
+        model.eval()
+        cache = ReferenceCache(config.cache_path)
+        for source in pending:
+            table = self._reference_logps(wrapper, source.examples, session)
+            if accelerator.num_processes > 1:
+                table = accelerator.reduce(table.to(session.device), reduction="sum").cpu()
+            source.reference = table
+            if accelerator.is_main_process:
+                cache.store(source.cache_key, table)
+        model.train(was_training)
         accelerator.wait_for_everyone()
-        for source in pending:  # the other processes read what the main one wrote
-            source.reference = load_file(str(self._cache_file(source, session)))["logps"]
         seconds = time.perf_counter() - t0
         session.timings["reference_seconds"] = seconds
         session.writer.write(
             "reference",
             cached=False,
+            cache_keys=[s.cache_key for s in pending],
+            forwards=self.reference_forwards,
+            processes=accelerator.num_processes,
             seconds=seconds,
             pairs=sum(len(s.examples) for s in pending),
         )
@@ -226,12 +235,21 @@ class DPOObjective:
     def _reference_logps(
         self, wrapper: SequenceLogps, examples: Sequence[PairExample], session: Session
     ) -> torch.Tensor:
+        """This process's share of the ``[n, 2]`` table (other processes' rows stay 0)."""
+        accelerator = session.accelerator
         out = torch.zeros(len(examples), 2, dtype=torch.float32)
         lengths = [e.length for e in examples]
         with torch.no_grad(), session.autocast():
             # no activations are kept for backward, so twice the training micro-batch fits
             size = 2 * self.config.micro_batch_size
-            for batch in micro_batches(range(len(examples)), lengths, size):
+            batches = micro_batches(
+                range(len(examples)),
+                lengths,
+                size,
+                accelerator.process_index,
+                accelerator.num_processes,
+            )
+            for batch in batches:
                 if session.stop.requested:
                     session.writer.write("cancelled", step=0, checkpoint=None)
                     raise Cancelled(0, None)
@@ -240,6 +258,7 @@ class DPOObjective:
                     collate_pairs([examples[i] for i in batch], self.pad_id)
                 )
                 logps, _counts = wrapper(**tensors)
+                self.reference_forwards += 1
                 logps = logps.float().cpu()
                 out[batch, 0] = logps[:k]
                 out[batch, 1] = logps[k:]

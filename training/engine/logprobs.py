@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError
+from .packing import bucket_batch, pack
 
 
 def _accumulation_dtype(compute_dtype: torch.dtype) -> torch.dtype:
@@ -132,10 +133,21 @@ class SequenceLogps(nn.Module):
     inside one module, which is what DistributedDataParallel needs to synchronise gradients.
     """
 
-    def __init__(self, model: nn.Module, chunk_size: int = 1024) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        chunk_size: int = 1024,
+        padding_free: bool = False,
+        bucket_rows: int | None = None,
+        cuda_graphs: bool = False,
+    ) -> None:
         super().__init__()
         self.model: Any = model
         self.chunk_size = chunk_size
+        self.padding_free = padding_free
+        # compiled steps: pad every batch to this many rows and to a bucketed length
+        self.bucket_rows = bucket_rows
+        self.cuda_graphs = cuda_graphs
 
     def forward(
         self,
@@ -144,6 +156,15 @@ class SequenceLogps(nn.Module):
         label_mask: torch.Tensor,  # [N, T] bool: the tokens to score
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logps [N] float32, token counts [N])`` summed over the tokens in ``label_mask``."""
+        n = input_ids.shape[0]
+        if self.padding_free:
+            return self._packed(input_ids, attention_mask, label_mask)
+        if self.bucket_rows is not None:
+            input_ids, attention_mask, label_mask = bucket_batch(
+                input_ids, attention_mask, label_mask, self.bucket_rows
+            )
+        if self.cuda_graphs:  # a new step: earlier graph outputs are not read again
+            torch.compiler.cudagraph_mark_step_begin()
         decoder = self.model.get_decoder()
         out = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         hidden = out[0]  # [N, T, H]
@@ -158,10 +179,37 @@ class SequenceLogps(nn.Module):
             input_ids[:, 1:][scored],
             self.chunk_size,
         )
-        n = input_ids.shape[0]
         logps = torch.zeros(n, dtype=torch.float32, device=input_ids.device)
         logps = logps.index_add(0, rows, token_logps)
-        counts = scored.sum(dim=1)
+        counts = scored[:n].sum(dim=1)
+        return logps, counts
+
+    def _packed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, label_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padding-free step (``training.engine.packing``): one row, no attention mask,
+        position ids restarting per sequence."""
+        packed = pack(input_ids, attention_mask, label_mask)
+        decoder = self.model.get_decoder()
+        out = decoder(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
+        hidden = out[0][0]  # [T, H]
+        # t predicts t + 1 only inside one sequence (a next sequence starts with prompt tokens,
+        # never scored, but the check keeps that an invariant rather than an assumption)
+        same = packed.sequence[1:] == packed.sequence[:-1]
+        scored = packed.label_mask[1:] & same
+        head = self.model.get_output_embeddings()
+        token_logps = chunked_token_logps(
+            hidden[:-1][scored],
+            head.weight,
+            head.bias,
+            packed.input_ids[0, 1:][scored],
+            self.chunk_size,
+        )
+        rows = packed.sequence[:-1][scored]
+        logps = torch.zeros(packed.rows, dtype=torch.float32, device=input_ids.device)
+        logps = logps.index_add(0, rows, token_logps)
+        counts = torch.zeros(packed.rows, dtype=torch.long, device=input_ids.device)
+        counts = counts.index_add(0, rows, torch.ones_like(rows))
         return logps, counts
 
 

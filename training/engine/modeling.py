@@ -71,7 +71,9 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_causal_lm(path: str, trust_remote_code: bool = False) -> Any:
+def load_causal_lm(
+    path: str, trust_remote_code: bool = False, attn_implementation: str | None = None
+) -> Any:
     """A causal LM with float32 weights (the master copy; bf16 happens under autocast).
 
     A LoRA checkpoint directory (adapter files only) loads as its base model plus the adapter.
@@ -79,16 +81,30 @@ def load_causal_lm(path: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     check_weights_format(path)
+    # None keeps transformers' default attention (sdpa where the model supports it)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path,
             dtype=torch.float32,
             use_safetensors=True,
             trust_remote_code=trust_remote_code,
+            **extra,
         )
     except OSError as exc:  # no such directory or hub id, missing files, no safetensors on the hub
         raise ConfigError(f"cannot load a model from {path}: {exc}") from exc
     return model
+
+
+def attention_for(padding_free: bool) -> str | None:
+    """flash_attention_2 for padding-free batches on a CUDA GPU with flash-attn installed (its
+    variable-length kernel reads the sequence boundaries from the position ids); else None,
+    transformers' default, whose sdpa and eager attentions mask the packed row block-diagonally."""
+    import importlib.util
+
+    if padding_free and torch.cuda.is_available() and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return None
 
 
 def is_adapter_dir(path: str | Path) -> bool:
