@@ -317,33 +317,67 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
     last_saved: Path | None = None
     # per step since the last check: (step, its summed statistics, its gradient norm)
     unchecked: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    stat_keys: list[str] = []
 
-    def check_finite(weights: bool = False) -> None:
-        """Stop with Diverged when a step since the last check had a non-finite loss or gradient
-        norm, or (``weights``, before a save) a weight is not finite. Checked only where the loop
-        syncs anyway (logging, eval, saving), so that the GPU is never waited for in between;
-        the check comes before any checkpoint is written."""
+    def check_steps(weights: bool = False) -> None:
+        """Stop with Diverged at the first step since the last check whose loss or gradient
+        norm is not finite, or whose loss exceeds ``divergence_factor`` times the run's first
+        step's loss; with ``weights`` (before a save) also when a weight is not finite.
+
+        Runs only where the loop syncs anyway (logging, eval, saving: one transfer for all the
+        steps since the last check), so the GPU is never waited for in between; every save is
+        preceded by it, so no checkpoint is written after a step that diverged."""
         if not unchecked and not weights:
             return
-        flags = [torch.isfinite(stats).all() & torch.isfinite(norm) for _, stats, norm in unchecked]
+        rows = [torch.cat([stats, norm.reshape(1)]) for _, stats, norm in unchecked]
         if weights:
-            flags.append(torch.stack([torch.isfinite(p).all() for p in params]).all())
-        bad = (~torch.stack(flags)).float()
+            finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+            rows.append(torch.full((len(stat_keys) + 1,), 1.0).to(finite.device) * finite)
+        table = torch.stack(rows).double()
         if accelerator.num_processes > 1:
-            bad = accelerator.reduce(bad, reduction="sum")
-        found = bad.tolist()  # the sync
-        norms = torch.stack([n for _, _, n in unchecked]).tolist() if unchecked else []
-        checked = [s for s, _, _ in unchecked]
+            table = accelerator.reduce(table, reduction="sum")
+        values = table.tolist()  # the sync
+        steps = [s for s, _, _ in unchecked]
         unchecked.clear()
-        for s, flag, norm in zip(checked, found, norms, strict=False):
-            if flag > 0:
+        factor = config.divergence_factor
+        for s, row in zip(steps, values, strict=False):
+            norm = row[-1]
+            if not all(math.isfinite(v) for v in row):
                 message = (
                     f"training diverged at step {s}: the loss or the gradient norm ({norm}) is "
                     f"not finite; stopped without a checkpoint after step {s - 1} "
                     f"(last checkpoint: {last_saved or 'none'})"
                 )
                 _diverged(session, s, "non_finite", message, last_saved, grad_norm=norm)
-        if weights and found[-1] > 0:
+            loss = objective.summarize(dict(zip(stat_keys, row[:-1], strict=True)))["loss"]
+            start = session.initial_loss
+            if start is None:
+                session.initial_loss = start = loss
+                if factor is not None and not loss > 0:
+                    logger.warning(
+                        "the first step's loss is %g: the divergence_factor check needs a "
+                        "positive starting loss and is off for this run",
+                        loss,
+                    )
+            if factor is not None and start > 0 and loss > factor * start:
+                message = (
+                    f"training diverged at step {s}: the train loss {loss:.6g} exceeds "
+                    f"divergence_factor {factor:g} times the first step's loss {start:.6g}; "
+                    f"stopped without a checkpoint after step {s - 1} "
+                    f"(last checkpoint: {last_saved or 'none'})"
+                )
+                _diverged(
+                    session,
+                    s,
+                    "loss_growth",
+                    message,
+                    last_saved,
+                    loss=loss,
+                    initial_loss=start,
+                    divergence_factor=factor,
+                    grad_norm=norm,
+                )
+        if weights and values[-1][0] < accelerator.num_processes:  # 1 per process: finite
             message = (
                 f"training diverged at step {step}: some weights are not finite; stopped "
                 f"without saving (last checkpoint: {last_saved or 'none'})"
@@ -390,16 +424,9 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         step += 1
         trained_rows += len(step_examples)
         grad_norm_t = torch.as_tensor(grad_norm).detach().float().reshape(())
-        unchecked.append(
-            (
-                step,
-                torch.stack([v.detach().float().reshape(()) for v in sums.values()]),
-                grad_norm_t,
-            )
-        )
-        if session.initial_loss is None and config.divergence_factor is not None:
-            check_finite()  # one extra sync, on the run's first step only
-            session.initial_loss = objective.summarize(_reduce(sums, accelerator))["loss"]
+        stat_keys = stat_keys or list(sums)
+        stats_t = torch.stack([sums[k].detach().float().reshape(()) for k in stat_keys])
+        unchecked.append((step, stats_t, grad_norm_t.to(stats_t.device)))
         for key, value in sums.items():
             window[key] = window[key] + value if key in window else value
         grad_norms.append(grad_norm_t)
@@ -407,7 +434,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
 
         is_last = step == total_steps
         if step % config.log_every == 0 or is_last:
-            check_finite()
+            check_steps()
             stats = _reduce(window, accelerator)  # CPU-GPU sync point
             window_time += time.perf_counter() - t0
             train_time += window_time
@@ -432,12 +459,11 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
             )
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             window, grad_norms, window_time = {}, [], 0.0
-            _check_growth(session, step, metrics["loss"], last_saved)
         else:
             window_time += time.perf_counter() - t0
 
         if objective.eval and (is_last or (config.eval_every and step % config.eval_every == 0)):
-            check_finite()
+            check_steps()
             metrics = evaluate(model, objective, session)
             last_eval = writer.write(
                 "eval",
@@ -447,10 +473,10 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
                 **metrics,
             )
         if is_last or (config.save_every and step % config.save_every == 0):
-            check_finite(weights=True)
+            check_steps(weights=True)
             last_saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
         if not is_last and _stop_requested(session):
-            check_finite(weights=True)
+            check_steps(weights=True)
             saved = last_saved
             if saved is None or saved != ckpt.checkpoint_dir(Path(config.out_dir), step):
                 saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
@@ -516,30 +542,6 @@ def _diverged(
         **fields,
     )
     raise Diverged(step, reason, message, checkpoint)
-
-
-def _check_growth(session: Session, step: int, loss: float, checkpoint: Path | None) -> None:
-    """Diverged when a logged train loss exceeds ``divergence_factor`` times the first step's
-    loss (the check is off when that loss is not positive: a ratio means nothing then)."""
-    factor = session.config.divergence_factor
-    start = session.initial_loss
-    if factor is None or start is None or not start > 0:
-        return
-    if loss > factor * start:
-        message = (
-            f"training diverged at step {step}: the train loss {loss:.6g} exceeds "
-            f"divergence_factor {factor:g} times the first step's loss {start:.6g}"
-        )
-        _diverged(
-            session,
-            step,
-            "loss_growth",
-            message,
-            checkpoint,
-            loss=loss,
-            initial_loss=start,
-            divergence_factor=factor,
-        )
 
 
 def _stop_requested(session: Session) -> bool:
