@@ -3,7 +3,7 @@
 #
 #   entrypoint.sh ROLE [EXTRA ARGS...]
 #
-# Roles: web, worker, gpu-worker, beat, migrate, manage, healthcheck (see usage below).
+# Roles: web, worker, gpu-worker, beat, migrate, manage, healthcheck, worker-alive (see usage).
 # Extra arguments are appended to the role's command. Every role ends in `exec`, so the
 # server process replaces this shell and receives SIGTERM from `docker stop` directly.
 #
@@ -23,6 +23,7 @@ roles:
   migrate      apply database migrations, then exit
   manage       run manage.py with the extra arguments (e.g. createsuperuser)
   healthcheck  exit 0 when the local web server answers /healthz with "ok"
+  worker-alive exit 0 when the local worker consumes (PREFLAB_WORKER_ALIVE_FILE is fresh)
 EOF
 }
 
@@ -129,6 +130,12 @@ except Exception as error:
     sys.exit("healthcheck: %s: %s" % (url, error))
 sys.exit(0 if body == b"ok" else "healthcheck: unexpected body %r" % body[:100])
 ' "$@"
+        ;;
+    worker-alive)
+        # A worker's consumer touches PREFLAB_WORKER_ALIVE_FILE while it consumes; one that
+        # stopped (a broker restart it did not survive) also exits by itself (core/liveness.py).
+        need "$PYTHON"
+        run "$PYTHON" manage.py worker_alive "$@"
         ;;
     -h | --help | help)
         usage

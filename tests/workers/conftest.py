@@ -43,17 +43,30 @@ def broker_reachable() -> bool:
     return True
 
 
+# Short job timings for the workers tests start: a dead worker's job moves on within ~5 s.
+FAST_JOBS = {
+    "PREFLAB_HEARTBEAT_SECONDS": "1",
+    "PREFLAB_HEARTBEAT_TIMEOUT_SECONDS": "4",
+    "PREFLAB_WATCHDOG_SECONDS": "1",
+    "PREFLAB_REQUEUE_AFTER_SECONDS": "5",
+}
+
+
 class Worker:
-    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(self, log_path: Path, env: dict[str, str], pool: tuple[str, ...]) -> None:
         self.log_path = log_path
         self.env = env
+        self.pool = pool
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [
             sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,gpu",
-            "--pool", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            *self.pool, "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
+        if self.env.get("PREFLAB_TEST_BEAT"):
+            # Embedded beat: the watchdog runs every PREFLAB_WATCHDOG_SECONDS, as in production.
+            command += ["--beat", "--schedule", str(self.log_path.with_suffix(".beat"))]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -95,7 +108,7 @@ def start_worker(
     app.control.purge()
     workers: list[Worker] = []
 
-    def start(**extra_env: str) -> Worker:
+    def start(*, pool: tuple[str, ...] = ("--pool", "solo"), **extra_env: str) -> Worker:
         env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -105,7 +118,8 @@ def start_worker(
             "PYTHONPATH": str(ROOT),
             **extra_env,
         }
-        worker = Worker(tmp_path / f"worker-{len(workers)}.log", env)
+        env.setdefault("PREFLAB_WORKER_ALIVE_FILE", str(tmp_path / f"worker-{len(workers)}.alive"))
+        worker = Worker(tmp_path / f"worker-{len(workers)}.log", env, pool)
         worker.start()
         workers.append(worker)
         return worker
