@@ -40,7 +40,8 @@ _KIND_CHOICES = [
 
 
 class ImportForm(forms.Form):
-    kind = forms.ChoiceField(choices=_KIND_CHOICES)
+    # Pairs are what a labeling project imports most; prompts wait for a model to sample them.
+    kind = forms.ChoiceField(choices=_KIND_CHOICES, initial=ImportKind.PAIRS)
     file = forms.FileField(help_text="JSONL or CSV, UTF-8.")
     on_duplicate = forms.ChoiceField(
         label="Duplicate rows",

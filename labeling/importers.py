@@ -289,7 +289,10 @@ def _response(value: Any, key: str) -> str:
 def _parse_preference(record: dict[str, Any], row: ParsedRow) -> None:
     for key in ("chosen", "rejected"):
         if key not in record:
-            raise RowError(f"missing field {key!r}")
+            hint = ""
+            if "response_a" in record and "response_b" in record:
+                hint = ": this file looks like pairs (response_a/response_b): choose the Pairs kind"
+            raise RowError(f"missing field {key!r}{hint}")
     chosen, rejected = record["chosen"], record["rejected"]
     if "prompt" not in record and isinstance(chosen, list) and isinstance(rejected, list):
         # Implicit prompt: the conversation turns that chosen and rejected share.
@@ -318,6 +321,11 @@ def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
     else:
         _prompt_fields(record, row)
     if kind == ImportKind.PAIRS:
+        if "response_a" not in record and "chosen" in record and "rejected" in record:
+            raise RowError(
+                "missing field 'response_a': this file looks like preferences "
+                "(chosen/rejected): choose the Preferences kind"
+            )
         row.response_a = _text(record, "response_a")
         row.response_b = _text(record, "response_b")
         row.model_a = _text(record, "model_a", required=False)

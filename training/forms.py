@@ -44,6 +44,7 @@ class RunForm(forms.Form):
     batch_size = RUN_PARAMS_BY_NAME["batch_size"].form_field()
     micro_batch_size = RUN_PARAMS_BY_NAME["micro_batch_size"].form_field()
     max_length = RUN_PARAMS_BY_NAME["max_length"].form_field()
+    warmup_steps = RUN_PARAMS_BY_NAME["warmup_steps"].form_field()
     lora = RUN_PARAMS_BY_NAME["lora"].form_field()
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
@@ -67,7 +68,7 @@ class RunForm(forms.Form):
     def _chosen(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         keys = (
             "loss_type", "beta", "label_smoothing", "learning_rate", "epochs", "batch_size",
-            "micro_batch_size", "max_length", "lora",
+            "micro_batch_size", "max_length", "warmup_steps", "lora",
         )  # fmt: skip
         return {key: cleaned[key] for key in keys}
 

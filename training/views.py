@@ -29,6 +29,8 @@ from labeling.web import (
 )
 from training import services
 from training.charts import chart_metrics, run_series
+from training.defaults import describe as describe_defaults
+from training.defaults import suggested_run_values
 from training.forms import RunForm, SamplingForm, SnapshotForm
 from training.models import Checkpoint, SamplingJob, TrainingRun
 
@@ -119,11 +121,19 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = manager_or_403(request, project_id)
     project = membership.project
     initial: dict[str, Any] = {}
-    if "snapshot" in request.GET:
-        initial["snapshot"] = request.GET["snapshot"]
+    ready = Snapshot.objects.filter(project=project, status=JobStatus.SUCCEEDED).order_by("-id")
+    # The snapshot asked for, else the newest ready one (the only one, often).
+    asked = request.GET.get("snapshot", "")
+    snapshot = (ready.filter(id=asked).first() if asked.isdigit() else None) or ready.first()
     latest_final = Checkpoint.objects.filter(project=project).order_by("-is_final", "-id").first()
     if latest_final is not None:
         initial["start_checkpoint"] = latest_final.pk
+    defaults_note = ""
+    if snapshot is not None:
+        initial["snapshot"] = snapshot.pk
+        fitted = suggested_run_values(snapshot, latest_final)
+        initial.update(fitted)
+        defaults_note = describe_defaults(snapshot, fitted)
     form = RunForm(project, request.POST or None, initial=initial)
     status = 200
     if request.method == "POST":
@@ -141,7 +151,13 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
                 form.add_error(None, str(exc))
             else:
                 return see_other(reverse("training:run", args=[project.id, run.pk]))
-    context = {"project": project, "membership": membership, "form": form, "partial": "run-form"}
+    context = {
+        "project": project,
+        "membership": membership,
+        "form": form,
+        "defaults_note": defaults_note,
+        "partial": "run-form",
+    }
     return render_page(request, "training/run_form.html", context, status=status)
 
 

@@ -2,6 +2,7 @@
 names the round."""
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from labeling.models import Comparison, Role
@@ -63,3 +64,19 @@ def test_account_menu_links_recent_votes_and_tokens(client, annotator):
     page = client.get(reverse("labeling:project_list")).content.decode()
     assert "<summary>Account</summary>" in page
     assert reverse("labeling:my_votes") in page and reverse("api_tokens:list") in page
+
+
+@pytest.mark.django_db
+def test_import_form_defaults_to_pairs_and_hints_at_the_kind(client, project, project_admin):
+    client.force_login(project_admin)
+    page = client.get(reverse("labeling:project_detail", args=[project.id])).content.decode()
+    assert '<option value="pairs" selected>' in page
+    pairs = b'{"prompt": "p", "response_a": "a", "response_b": "b"}\n'
+    upload = SimpleUploadedFile("pairs.jsonl", pairs)
+    response = client.post(
+        reverse("labeling:import", args=[project.id]), {"kind": "preferences", "file": upload}
+    )
+    assert response.status_code == 400
+    assert "looks like pairs (response_a/response_b): choose the Pairs kind" in (
+        response.content.decode()
+    )

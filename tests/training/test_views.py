@@ -148,3 +148,18 @@ def test_admin_cancels_a_queued_run(client, project, run, project_admin):
     assert response.status_code == 303
     run.refresh_from_db()
     assert run.status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_run_form_preselects_the_newest_ready_snapshot_and_fits_defaults_to_it(
+    client, project, ready_snapshot, project_admin
+):
+    client.force_login(project_admin)
+    page = client.get(reverse("training:run_create", args=[project.id])).content.decode()
+    assert f'<option value="{ready_snapshot.id}" selected>' in page
+    # 5 rows: small batches, several epochs, a short warm-up.
+    assert 'name="batch_size" value="4"' in page
+    assert 'name="warmup_steps" value="1"' in page or 'name="warmup_steps" value="2"' in page
+    assert "Defaults fitted to snapshot" in page
+    # Help text comes from training.params, as the validation does.
+    assert "Strength of the pull towards the reference model." in page

@@ -1,0 +1,124 @@
+"""Run form defaults fitted to the chosen snapshot and starting model.
+
+A fixed default does not suit every data set: 16 pairs a step and 10 warm-up steps leave a
+40-pair snapshot with three steps, all of them warm-up, and a maximum length of 512 cuts long
+pairs. The run form starts from values measured on the snapshot instead; the user can change
+every one of them, and training.params still checks whatever is submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from core.artifacts import get_store
+from labeling.models import Snapshot
+from labeling.snapshots import snapshot_key
+from training.models import Checkpoint
+from training.params import RUN_PARAMS_BY_NAME
+
+SAMPLE_ROWS = 2_000  # rows read to measure lengths; enough to find the long tail
+MIN_STEPS = 24  # a first run long enough that its charts show a trend
+MAX_EPOCHS = 10
+WARMUP_SHARE = 0.1  # warm-up is a tenth of the run, never most of it
+LENGTH_MARGIN = 32  # special tokens and the chat template's role markers
+LENGTH_STEP = 64
+
+
+def _text_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):  # chat messages
+        return sum(_text_bytes(message.get("content", "")) + 8 for message in value)
+    return 0
+
+
+def measured_length(snapshot: Snapshot) -> int | None:
+    """The longest prompt plus its longer response, in UTF-8 bytes, over the first rows.
+
+    Bytes bound tokens from above for byte-level and BPE tokenizers alike (a token covers at
+    least one byte), so a maximum length of this many tokens truncates no measured pair.
+    """
+    longest = 0
+    try:
+        with get_store().open(snapshot_key(snapshot)) as data:
+            for index, line in enumerate(data):
+                if index >= SAMPLE_ROWS:
+                    break
+                row = json.loads(line)
+                response = max(_text_bytes(row.get("chosen")), _text_bytes(row.get("rejected")))
+                longest = max(longest, _text_bytes(row.get("prompt")) + response)
+    except (OSError, ValueError):
+        return None
+    return longest or None
+
+
+def model_max_positions(checkpoint: Checkpoint | None) -> int | None:
+    """max_position_embeddings from a local checkpoint's config.json, when there is one."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint.path)
+    if not path.is_absolute():
+        local = get_store().local_path(checkpoint.path)
+        if local is None:
+            return None
+        path = local
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    positions = config.get("max_position_embeddings")
+    return positions if isinstance(positions, int) and positions > 0 else None
+
+
+def suggested_run_values(snapshot: Snapshot, checkpoint: Checkpoint | None) -> dict[str, Any]:
+    """Batch size, epochs, warm-up and maximum length for a first run on this snapshot."""
+    params = RUN_PARAMS_BY_NAME
+    rows = snapshot.row_count or 0
+    eval_share = params["eval_fraction"].default
+    train_rows = max(1, math.floor(rows * (1 - eval_share)))
+    batch = params["batch_size"].default
+    # Small snapshots: smaller batches first (down to 4), then more passes over the data.
+    while batch > 4 and math.ceil(train_rows / batch) < MIN_STEPS:
+        batch //= 2
+    steps_per_epoch = math.ceil(train_rows / batch)
+    epochs = max(1, min(MAX_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch)))
+    total_steps = steps_per_epoch * epochs
+    values: dict[str, Any] = {
+        "batch_size": batch,
+        "micro_batch_size": min(params["micro_batch_size"].default, batch),
+        "epochs": epochs,
+        "warmup_steps": max(1, round(WARMUP_SHARE * total_steps)),
+    }
+    length = measured_length(snapshot)
+    if length is not None:
+        fitted = math.ceil((length + LENGTH_MARGIN) / LENGTH_STEP) * LENGTH_STEP
+        fitted = max(fitted, params["max_length"].default)
+        positions = model_max_positions(checkpoint)
+        if positions is not None:
+            fitted = min(fitted, positions)
+        values["max_length"] = min(fitted, int(params["max_length"].maximum or fitted))
+    return values
+
+
+def describe(snapshot: Snapshot, values: dict[str, Any]) -> str:
+    steps = "about {:,} steps".format(
+        values["epochs"]
+        * math.ceil(
+            max(1, (snapshot.row_count or 0) * (1 - RUN_PARAMS_BY_NAME["eval_fraction"].default))
+            / values["batch_size"]
+        )
+    )
+    length = (
+        f", maximum length {values['max_length']:,} to fit its longest pair"
+        if "max_length" in values
+        else ""
+    )
+    return (
+        f"Defaults fitted to snapshot {snapshot.pk} ({snapshot.row_count or 0:,} rows): "
+        f"{values['batch_size']} pairs a step over {values['epochs']} "
+        f"epoch{'s' if values['epochs'] != 1 else ''} ({steps}), "
+        f"{values['warmup_steps']} warm-up steps{length}."
+    )
