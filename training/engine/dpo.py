@@ -218,14 +218,16 @@ class DPOObjective:
             if accelerator.is_main_process:
                 cache.store(source.cache_key, table)
         model.train(was_training)
-        accelerator.wait_for_everyone()
+        forwards = torch.tensor([float(self.reference_forwards)], device=session.device)
+        if accelerator.num_processes > 1:  # also the barrier before anyone trains
+            forwards = accelerator.reduce(forwards, reduction="sum")
         seconds = time.perf_counter() - t0
         session.timings["reference_seconds"] = seconds
         session.writer.write(
             "reference",
             cached=False,
             cache_keys=[s.cache_key for s in pending],
-            forwards=self.reference_forwards,
+            forwards=int(forwards.item()),  # over all processes
             processes=accelerator.num_processes,
             seconds=seconds,
             pairs=sum(len(s.examples) for s in pending),

@@ -13,19 +13,21 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed as dist_utils
 from .config import CommonConfig, ConfigError, config_to_dict, save_config
 from .data import epoch_batches, micro_batches, steps_per_epoch
+from .fastpath import compile_decoder, plan_compile
 from .logprobs import SequenceLogps, check_supported
 from .metrics import SCHEMA_VERSION, MetricsWriter
 from .modeling import (
     add_lora,
+    attention_for,
     check_weights_format,
     load_adapter_weights,
     load_causal_lm,
@@ -34,6 +36,7 @@ from .modeling import (
     resolve_precision,
 )
 from .session import Cancelled, Diverged, Objective, Session, StopFlag
+from .tracking import PROJECT_NAME, hparams, log_metrics, resolve_trackers, tensorboard_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,25 +79,41 @@ def accumulate_gradients(
     session: Session,
     step_examples: Sequence[Any],
     micro: Sequence[Sequence[Any]],
+    rounds: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Forward and backward every micro-batch of one step; returns the summed statistics.
 
     The loss of each micro-batch is its SUM over examples divided by the whole step's
     denominator, so the accumulated gradient is that of the step's mean, however the step is
-    cut into micro-batches (and over processes: DDP averages, so we scale by their number).
+    cut into micro-batches (and over processes: DDP and FSDP average, so we scale by their
+    number). ``rounds`` (default ``len(micro)``) is the most micro-batches any process has in
+    this step: a process with fewer runs the missing ones on a real example with its loss
+    multiplied by 0, so that every process takes part in the same collectives.
     """
     accelerator = session.accelerator
     denominator = objective.denominator(step_examples) / accelerator.num_processes
     sums: dict[str, torch.Tensor] = {}
-    for i, examples in enumerate(micro):
-        last = i == len(micro) - 1
-        sync = nullcontext() if last else accelerator.no_sync(model)
-        with sync:
+    rounds = len(micro) if rounds is None else rounds
+    for i in range(rounds):
+        real = i < len(micro)
+        examples = micro[i] if real else [step_examples[0]]
+        with dist_utils.gradient_sync(model, accelerator, sync=i == rounds - 1):
             loss, stats = objective.forward(model, examples, denominator, session)
-            accelerator.backward(loss)
-        for key, value in stats.items():
-            sums[key] = sums[key] + value if key in sums else value
+            accelerator.backward(loss if real else loss * 0.0)
+        if real:
+            for key, value in stats.items():
+                sums[key] = sums[key] + value if key in sums else value
     return sums
+
+
+def rank_micro_batches(
+    positions: Sequence[int], lengths: Sequence[int], size: int, rank: int, world: int
+) -> tuple[list[list[int]], int]:
+    """This process's micro-batches of a step, and the most any process has (a pure function
+    of the step, so no process needs to ask the others)."""
+    mine = list(micro_batches(positions, lengths, size, rank, world))
+    most = max(len(list(micro_batches(positions, lengths, size, r, world))) for r in range(world))
+    return mine, most
 
 
 def evaluate(model: torch.nn.Module, objective: Objective, session: Session) -> dict[str, float]:
@@ -105,16 +124,20 @@ def evaluate(model: torch.nn.Module, objective: Objective, session: Session) -> 
     sums: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         positions = list(range(len(objective.eval)))
-        for batch in micro_batches(
+        batches, rounds = rank_micro_batches(
             positions,
             lengths,
             config.micro_batch_size,
             accelerator.process_index,
             accelerator.num_processes,
-        ):
+        )
+        for i in range(rounds):  # as many forwards on every process (FSDP gathers in each)
+            batch = batches[i] if i < len(batches) else [0]
             _loss, stats = objective.forward(
-                model, [objective.eval[i] for i in batch], 1.0, session
+                model, [objective.eval[j] for j in batch], 1.0, session
             )
+            if i >= len(batches):
+                continue
             for key, value in stats.items():
                 sums[key] = sums[key] + value if key in sums else value
     model.train()
@@ -140,10 +163,19 @@ def save_checkpoint(
     final = ckpt.checkpoint_dir(out_dir, step)
     accelerator = session.accelerator
     accelerator.wait_for_everyone()
+    # sharded (FSDP) weights and optimizer state: every process takes part in gathering the
+    # full state dicts, which land on rank 0 only; replicated (DDP, one process): rank 0's own
+    weights: dict[str, torch.Tensor] | None = None
+    optimizer_state: dict[str, Any] | None = None
+    if dist_utils.is_sharded(model):
+        full = dist_utils.full_model_state(model)
+        optimizer_state = dist_utils.full_optimizer_state(model, optimizer)
+        # the wrapper's "model." prefix off: the Hugging Face model's own names
+        weights = {k.removeprefix("model."): v for k, v in full.items()}
     if accelerator.is_main_process:
         with ckpt.staging(final) as tmp:  # a failed save removes its temporary directory
             hf_model = accelerator.unwrap_model(model).model
-            hf_model.save_pretrained(tmp, safe_serialization=True)
+            hf_model.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
             session.tokenizer.save_pretrained(tmp)
             save_config(config, tmp / "engine_config.json")
             extra = {
@@ -151,7 +183,9 @@ def save_checkpoint(
                 "schema_version": SCHEMA_VERSION,
                 "initial_loss": session.initial_loss,
             }
-            ckpt.write_trainer_state(tmp, step, optimizer.state_dict(), extra)
+            if optimizer_state is None:
+                optimizer_state = optimizer.state_dict()
+            ckpt.write_trainer_state(tmp, step, optimizer_state, extra)
         ckpt.prune(out_dir, config.keep_checkpoints, protect=final)
         session.writer.write("checkpoint", step=step, path=str(final))
         logger.info("saved %s", final)
@@ -177,7 +211,7 @@ def load_policy(session: Session) -> Any:
     config = session.config
     resume = session.resume_from
     start = str(resume) if resume is not None and not config.lora else config.model
-    model = load_causal_lm(start, config.trust_remote_code)
+    model = load_causal_lm(start, config.trust_remote_code, attention_for(config.padding_free))
     check_supported(model)
     model.config.use_cache = False
     if config.gradient_checkpointing:
@@ -212,12 +246,23 @@ def run_training(config: CommonConfig, objective: Objective, resume: bool) -> di
     precision = resolve_precision(config.precision)
     if precision == "bf16" and not torch.cuda.is_available():
         raise ConfigError("precision 'bf16' needs a CUDA GPU; use 'fp32' or 'auto' on CPU")
+    trackers = resolve_trackers(config)
     # cpu=True on a machine without CUDA also lets torchrun start several gloo processes
     accelerator = Accelerator(
         mixed_precision="bf16" if precision == "bf16" else "no",
         cpu=not torch.cuda.is_available(),
+        log_with=trackers or None,
+        project_dir=str(tensorboard_dir(config)),
     )
+    if config.processes > 1 and accelerator.num_processes != config.processes:
+        raise ConfigError(
+            f"processes is {config.processes} but the engine runs in {accelerator.num_processes} "
+            "process(es): start it with python -m training.engine (it launches them), or give "
+            "the launcher the same count"
+        )
     main = accelerator.is_main_process
+    if trackers:
+        accelerator.init_trackers(PROJECT_NAME, config=hparams(config_to_dict(config)))
     writer = MetricsWriter(config.metrics_path if main else None, append=resume_from is not None)
     try:
         with StopFlag() as stop:
@@ -230,7 +275,19 @@ def run_training(config: CommonConfig, objective: Objective, resume: bool) -> di
         raise
     finally:
         writer.close()
+        if trackers:
+            accelerator.end_training()
         _reset_accelerate()
+
+
+def _reference_forwards(objective: Objective, accelerator: Any) -> int | None:
+    count = getattr(objective, "reference_forwards", None)
+    if count is None:
+        return None
+    total = torch.tensor([float(count)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    return int(total.item())
 
 
 def _run(session: Session, objective: Objective, t_start: float) -> dict[str, Any]:
@@ -286,11 +343,36 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         writer.write("cancelled", step=start_step, checkpoint=None)
         raise Cancelled(start_step, None)
 
-    model = SequenceLogps(session.policy, config.logprob_chunk_size)
-    optimizer = build_optimizer(model, config)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    plan = plan_compile(config, session.device)
+    compile_decoder(session.policy, plan, config.max_length)
+    model = SequenceLogps(
+        session.policy,
+        config.logprob_chunk_size,
+        padding_free=config.padding_free,
+        bucket_rows=plan.bucket_rows,
+        cuda_graphs=plan.cuda_graphs,
+    )
+    if config.distributed == "fsdp" and accelerator.num_processes > 1:
+        dist_utils.shard(model, session.policy.get_decoder().layers)
+        optimizer = build_optimizer(model, config)  # over the shards
+        if optimizer_state is not None:
+            dist_utils.load_optimizer_state(model, optimizer, optimizer_state)
+        if session.precision == "bf16":  # what accelerate.prepare does for the DDP model
+            model.forward = torch.autocast(session.device.type, dtype=torch.bfloat16)(model.forward)
+    else:
+        optimizer = build_optimizer(model, config)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        model, optimizer = accelerator.prepare(model, optimizer)
+    writer.write(
+        "engine",
+        padding_free=config.padding_free,
+        compiled=plan.enabled,
+        cuda_graphs=plan.cuda_graphs,
+        distributed=config.distributed if accelerator.num_processes > 1 else None,
+        processes=accelerator.num_processes,
+        trackers=[t.name for t in accelerator.trackers],
+    )
     if rng_state is not None:  # last, so that model loading and LoRA init cannot move it
         ckpt.restore_rng(rng_state)
         logger.info("resuming from %s at step %d", session.resume_from, start_step)
@@ -331,7 +413,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
             return
         rows = [torch.cat([stats, norm.reshape(1)]) for _, stats, norm in unchecked]
         if weights:
-            finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+            finite = torch.stack([torch.isfinite(dist_utils.local(p)).all() for p in params]).all()
             rows.append(torch.full((len(stat_keys) + 1,), 1.0).to(finite.device) * finite)
         table = torch.stack(rows).double()
         if accelerator.num_processes > 1:
@@ -401,24 +483,23 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
             }
         positions = epoch_cache[epoch][index]
         step_examples = [objective.train[i] for i in positions]
-        micro = [
-            [objective.train[i] for i in mb]
-            for mb in micro_batches(
-                positions,
-                lengths,
-                config.micro_batch_size,
-                accelerator.process_index,
-                accelerator.num_processes,
-            )
-        ]
+        mine, rounds = rank_micro_batches(
+            positions,
+            lengths,
+            config.micro_batch_size,
+            accelerator.process_index,
+            accelerator.num_processes,
+        )
+        micro = [[objective.train[i] for i in mb] for mb in mine]
         lr = lr_at(step, config, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        sums = accumulate_gradients(model, objective, session, step_examples, micro)
-        if config.max_grad_norm is not None:
-            grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        sums = accumulate_gradients(model, objective, session, step_examples, micro, rounds)
+        max_norm = config.max_grad_norm if config.max_grad_norm is not None else float("inf")
+        if dist_utils.is_sharded(model):  # the norm over every shard (a DTensor)
+            grad_norm = dist_utils.full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm))
         else:
-            grad_norm = accelerator.clip_grad_norm_(params, float("inf"))
+            grad_norm = accelerator.clip_grad_norm_(params, max_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -457,6 +538,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
                 eta_seconds=eta,
                 elapsed_seconds=elapsed,
             )
+            log_metrics(accelerator, "train", metrics, step)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             window, grad_norms, window_time = {}, [], 0.0
         else:
@@ -472,6 +554,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
                 epoch=round(step / per_epoch, 4),
                 **metrics,
             )
+            log_metrics(accelerator, "eval", metrics, step)
         if is_last or (config.save_every and step % config.save_every == 0):
             check_steps(weights=True)
             last_saved = save_checkpoint(session, model, optimizer, step, step / per_epoch)
@@ -507,6 +590,8 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         "train": {k: v for k, v in last_train.items() if k not in ("event", "time")},
         "eval": {k: v for k, v in last_eval.items() if k not in ("event", "time")},
         "reference_seconds": reference_seconds,
+        # reference micro-batches run, over all processes: 0 when the reference cache was hit
+        "reference_forwards": _reference_forwards(objective, accelerator),
         "train_seconds": train_time,
         "total_seconds": time.perf_counter() - t_start,
         f"train_{objective.unit}_per_second": trained_rows / max(train_time, 1e-9),
