@@ -147,18 +147,20 @@ def test_the_definition_has_help_text_and_bounds_for_every_number() -> None:
 @pytest.mark.django_db
 def test_the_run_form_uses_the_same_definition(world: World) -> None:
     project = world.home.project
-    base = {
-        "snapshot": world.home.snapshot.id,
-        "start_checkpoint": world.home.checkpoint.id,
-        "loss_type": "sigmoid",
-        "beta": 0.1,
-        "label_smoothing": 0.0,
-        "learning_rate": 5e-6,
-        "epochs": 1,
-        "batch_size": 16,
-        "micro_batch_size": 4,
-        "max_length": 512,
+    # Whatever the form offers, filled in with the values it suggests.
+    suggested = RunForm(project)
+    initial = {
+        name: suggested.get_initial_for_field(field, name)
+        for name, field in suggested.fields.items()
     }
+    base = {name: value for name, value in initial.items() if value is not None}
+    base = {name: value for name, value in base.items() if value is not False}
+    base.update(
+        snapshot=world.home.snapshot.id,
+        start_checkpoint=world.home.checkpoint.id,
+        batch_size=16,
+        micro_batch_size=4,
+    )
     form = RunForm(project, base)
     assert form.is_valid(), form.errors
     assert set(form.hyperparameters()) == {param.name for param in RUN_PARAMS}
