@@ -157,6 +157,11 @@ def start_run(
         check_saves_for_steps(config, estimated_total_steps(config, snapshot.row_count))
     except ParamError as exc:
         raise RunRefused(str(exc), key=exc.key) from None
+    if config["reference_free"] and reference_checkpoint is not None:
+        raise RunRefused(
+            "reference_free: a reference-free run takes no reference checkpoint",
+            key="reference_free",
+        )
     with transaction.atomic():
         run = TrainingRun.objects.create(
             project_id=snapshot.project_id,

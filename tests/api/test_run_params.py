@@ -105,6 +105,22 @@ def test_non_finite_weight_decay_gets_422_not_500(world: World, client: Client, 
 
 
 @pytest.mark.django_db
+def test_reference_free_with_a_reference_checkpoint_is_refused(world: World, client) -> None:
+    response = client.post(
+        f"/api/v1/projects/{world.home.project.id}/runs",
+        {
+            "snapshot_id": world.home.snapshot.id,
+            "start_checkpoint_id": world.home.checkpoint.id,
+            "reference_checkpoint_id": world.home.checkpoint.id,
+            "hyperparameters": {"reference_free": True},
+        },
+        content_type="application/json",
+        **bearer(world.token(["train"])),
+    )
+    assert refused_key(response) == "reference_free"
+
+
+@pytest.mark.django_db
 def test_save_every_is_checked_against_the_snapshot_size(world: World, client: Client) -> None:
     # 6 pairs at batch size 1 for 100 epochs is about 600 steps: 600 checkpoints.
     response = post_run(
