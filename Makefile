@@ -28,7 +28,8 @@ setup: $(STAMP) node_modules/.package-lock.json
 demo: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py prepare_demo_model
-	$(BIN)/python manage.py seed_demo --base-model "$(CURDIR)/var/models/demo-sft"
+	$(BIN)/python manage.py seed_demo --base-model "$(CURDIR)/var/models/demo-sft" \
+		--url "http://$(HOST):$(PORT)/"
 	@echo "PrefLab is at http://$(HOST):$(PORT)/  (Ctrl+C stops it; worker log: var/worker.log)"
 	@$(BIN)/celery -A workers worker --beat -Q default,gpu --concurrency 2 --loglevel INFO \
 		> var/worker.log 2>&1 & worker=$$!; \

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -72,9 +71,17 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
-from _support import recreate_database, stop_process
+from _http import TRANSPORT_ERRORS, Client, HttpError
+from _support import (
+    CpuSample,
+    cpu_sample,
+    free_port,
+    percentile,
+    recreate_database,
+    stop_process,
+    wait_for_quiet,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PAIRS = ROOT / "labeling" / "demo" / "pairs.jsonl"
@@ -88,143 +95,6 @@ NOTICE_RE = re.compile(rb'<span class="notice" role="status">([^<]*)</span>')
 CSRF_FIELD_RE = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 NOTHING_LEFT = b'data-testid="nothing-left"'
 VOTE_SAVED = "Vote saved."
-
-
-# --------------------------------------------------------------------------------------------
-# A minimal HTTP/1.1 client: one keep-alive connection and one cookie jar per annotator.
-# --------------------------------------------------------------------------------------------
-
-
-class HttpError(Exception):
-    pass
-
-
-class _EmptyResponse(Exception):
-    """The server closed the connection without answering (an idle keep-alive timed out)."""
-
-
-TRANSPORT_ERRORS = (HttpError, OSError, asyncio.IncompleteReadError, _EmptyResponse)
-
-
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class Client:
-    """One simulated browser: a persistent connection, cookies, and the CSRF header."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.cookies: dict[str, str] = {}
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def close(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        form: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        body = urlencode(form).encode() if form is not None else b""
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        if self.cookies:
-            lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
-        for key, value in (headers or {}).items():
-            lines.append(f"{key}: {value}")
-        if form is not None:
-            lines.append("Content-Type: application/x-www-form-urlencoded")
-        if body or method == "POST":
-            lines.append(f"Content-Length: {len(body)}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-        # A reused keep-alive connection the server has closed meanwhile answers with nothing;
-        # the request never reached the application, so it is safe to send it again once.
-        for attempt in range(2):
-            reused = self._writer is not None
-            if self._writer is None:
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-            assert self._reader is not None and self._writer is not None
-            try:
-                self._writer.write(raw)
-                await self._writer.drain()
-                response = await self._read_response(self._reader)
-            except (ConnectionError, asyncio.IncompleteReadError, _EmptyResponse):
-                await self.close()
-                if reused and attempt == 0:
-                    continue
-                raise
-            if (response.header("connection") or "").lower() == "close":
-                await self.close()
-            self._store_cookies(response)
-            return response
-        raise HttpError("unreachable")
-
-    @staticmethod
-    async def _read_response(reader: asyncio.StreamReader) -> Response:
-        status_line = await reader.readline()
-        if not status_line:
-            raise _EmptyResponse
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise HttpError(f"bad status line {status_line!r}")
-        status = int(parts[1])
-        headers: list[tuple[str, str]] = []
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            key, _, value = line.decode("latin-1").partition(":")
-            headers.append((key.strip().lower(), value.strip()))
-        lookup = dict(headers)
-        if lookup.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int((await reader.readline()).split(b";")[0], 16)
-                if size == 0:
-                    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(await reader.readexactly(size))
-                await reader.readexactly(2)
-            body = b"".join(chunks)
-        elif "content-length" in lookup:
-            body = await reader.readexactly(int(lookup["content-length"]))
-        elif status in (204, 304) or 100 <= status < 200:
-            body = b""
-        else:
-            body = await reader.read()
-        return Response(status, headers, body)
-
-    def _store_cookies(self, response: Response) -> None:
-        for key, value in response.headers:
-            if key != "set-cookie":
-                continue
-            pair, _, attributes = value.partition(";")
-            name, _, cookie_value = pair.strip().partition("=")
-            expired = "max-age=0" in attributes.lower().replace(" ", "")
-            if expired or cookie_value in ("", '""'):
-                self.cookies.pop(name, None)
-            else:
-                self.cookies[name] = cookie_value
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,94 +118,12 @@ class Recorder:
         self.http_errors[what] = self.http_errors.get(what, 0) + 1
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..1) of unsorted values; NaN when empty."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 @dataclass
 class Phase:
     wall: float  # seconds the phase took
     rec: Recorder
     before: CpuSample
     after: CpuSample
-
-
-@dataclass
-class CpuSample:
-    wall: float
-    busy: float  # seconds of CPU used on the whole machine
-    by_group: dict[str, float]
-
-
-def cpu_sample(server_pid: int, db_name: str) -> CpuSample:
-    """CPU seconds used so far: whole machine, and per group of processes (Linux /proc).
-
-    postgres counts only the backends serving db_name (their process title names it), so
-    other databases on the same server count as other processes.
-    """
-    wall = time.perf_counter()
-    ticks = os.sysconf("SC_CLK_TCK")
-    busy = 0.0
-    groups = {"load generator": 0.0, "gunicorn": 0.0, "postgres": 0.0}
-    backend_title = f" {db_name} ".encode()
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
-        busy = (user + nice + system + irq + softirq) / ticks
-        own = os.getpid()
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = Path(entry.path, "stat").read_text()
-                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-                rest = stat[stat.rindex(")") + 2 :].split()
-                pid, ppid = int(entry.name), int(rest[1])
-                used = (int(rest[11]) + int(rest[12])) / ticks  # utime + stime
-                if pid == own:
-                    groups["load generator"] += used
-                elif server_pid in (pid, ppid):
-                    groups["gunicorn"] += used
-                elif comm.startswith("postgres"):
-                    title = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ")
-                    if backend_title in title:
-                        groups["postgres"] += used
-            except (OSError, ValueError, IndexError):
-                continue
-    except (OSError, ValueError):
-        pass
-    return CpuSample(wall, busy, groups)
-
-
-def machine_busy(seconds: float) -> float:
-    """Share of the machine's CPUs busy over the next seconds (0..1); 0 when unknown."""
-    before = cpu_sample(-1, "")
-    time.sleep(seconds)
-    after = cpu_sample(-1, "")
-    capacity = (after.wall - before.wall) * (os.cpu_count() or 1)
-    return max(0.0, min(1.0, (after.busy - before.busy) / capacity)) if capacity > 0 else 0.0
-
-
-def wait_for_quiet(limit: float) -> None:
-    """Other work on this machine skews every figure; say so, and wait up to limit for quiet."""
-    deadline = time.perf_counter() + limit
-    while True:
-        busy = machine_busy(1.0)
-        if busy < 0.15:
-            return
-        if time.perf_counter() >= deadline:
-            print(
-                f"warning: the machine is already {100 * busy:.0f}% busy before the benchmark"
-                " starts; the figures below are skewed by that other work"
-            )
-            return
-        time.sleep(2.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,13 +365,6 @@ def populate(annotators: int, pairs: int, overlap: int, analyze: bool) -> tuple[
             cursor.execute("ANALYZE")
     connections.close_all()
     return project.id, usernames
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def worker_class(args: argparse.Namespace) -> str:

@@ -25,6 +25,11 @@ MAX_EPOCHS = 10
 WARMUP_SHARE = 0.1  # warm-up is a tenth of the run, never most of it
 LENGTH_MARGIN = 32  # special tokens and the chat template's role markers
 LENGTH_STEP = 64
+# The default learning rate suits a 7B model (hidden size 4096). Narrower models take larger
+# steps: Adam's hidden-layer learning rate scales as 1 / width (muP), so a 768-wide model
+# starts at 2.7e-5 and the demo's 128-wide toy at 1.6e-4.
+REFERENCE_WIDTH = 4096
+LEARNING_RATE_CAP = 1e-3
 
 
 def _text_bytes(value: Any) -> int:
@@ -55,22 +60,26 @@ def measured_length(snapshot: Snapshot) -> int | None:
     return longest or None
 
 
-def model_max_positions(checkpoint: Checkpoint | None) -> int | None:
-    """max_position_embeddings from a local checkpoint's config.json, when there is one."""
+def _model_config(checkpoint: Checkpoint | None) -> dict[str, Any]:
+    """A local checkpoint's config.json, or {} when there is none to read."""
     if checkpoint is None:
-        return None
+        return {}
     path = Path(checkpoint.path)
     if not path.is_absolute():
         local = get_store().local_path(checkpoint.path)
         if local is None:
-            return None
+            return {}
         path = local
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
-        return None
-    positions = config.get("max_position_embeddings")
-    return positions if isinstance(positions, int) and positions > 0 else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _positive_int(config: dict[str, Any], key: str) -> int | None:
+    value = config.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def suggested_run_values(snapshot: Snapshot, checkpoint: Checkpoint | None) -> dict[str, Any]:
@@ -92,11 +101,16 @@ def suggested_run_values(snapshot: Snapshot, checkpoint: Checkpoint | None) -> d
         "epochs": epochs,
         "warmup_steps": max(1, round(WARMUP_SHARE * total_steps)),
     }
+    config = _model_config(checkpoint)
+    width = _positive_int(config, "hidden_size")
+    if width is not None and width < REFERENCE_WIDTH:
+        scaled = params["learning_rate"].default * REFERENCE_WIDTH / width
+        values["learning_rate"] = float(f"{min(scaled, LEARNING_RATE_CAP):.2g}")
     length = measured_length(snapshot)
     if length is not None:
         fitted = math.ceil((length + LENGTH_MARGIN) / LENGTH_STEP) * LENGTH_STEP
         fitted = max(fitted, params["max_length"].default)
-        positions = model_max_positions(checkpoint)
+        positions = _positive_int(config, "max_position_embeddings")
         if positions is not None:
             fitted = min(fitted, positions)
         values["max_length"] = min(fitted, int(params["max_length"].maximum or fitted))
@@ -116,9 +130,14 @@ def describe(snapshot: Snapshot, values: dict[str, Any]) -> str:
         if "max_length" in values
         else ""
     )
+    rate = (
+        f" Learning rate {values['learning_rate']:g}, scaled to the model's width."
+        if "learning_rate" in values
+        else ""
+    )
     return (
         f"Defaults fitted to snapshot {snapshot.pk} ({snapshot.row_count or 0:,} rows): "
         f"{values['batch_size']} pairs a step over {values['epochs']} "
         f"epoch{'s' if values['epochs'] != 1 else ''} ({steps}), "
-        f"{values['warmup_steps']} warm-up steps{length}."
+        f"{values['warmup_steps']} warm-up steps{length}.{rate}"
     )

@@ -39,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--base-model", default="", help="the model the demo project starts from"
         )
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000/",
+            help="where the demo is served, for the log-in line (make demo passes HOST/PORT)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
@@ -61,7 +66,7 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(result.summary())
         self.stdout.write(self.style.SUCCESS(f"Demo project: {project.name}"))
-        self.stdout.write("Log in at http://127.0.0.1:8000/ with any of:")
+        self.stdout.write(f"Log in at {options['url']} with any of:")
         for username, password, role, staff in DEMO_USERS:
             extra = " (also Django admin)" if staff else ""
             self.stdout.write(f"  {username:<6} / {password:<16} {role}{extra}")
