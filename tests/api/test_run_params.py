@@ -46,6 +46,7 @@ def refused_key(response: Any) -> str:
     [
         ("trust_remote_code", True),
         ("cache_dir", "/srv/preflab/artifacts/snapshots/1"),
+        ("reference_cache_dir", "/srv/preflab/artifacts/snapshots/1"),
         ("out_dir", "/tmp/elsewhere"),
         ("metrics_file", "/etc/cron.d/x"),
         ("data", "/etc/passwd"),
@@ -151,6 +152,14 @@ def test_the_worker_passes_the_staff_setting_of_the_checkpoint(world: World) -> 
     other = services.register_base_model(world.home.project, "models/untrusted")
     run.reference_checkpoint = other
     assert services._engine_config(run)["trust_remote_code"] is False
+
+
+def test_nothing_the_engine_leaves_to_the_worker_is_user_settable() -> None:
+    from training.engine.config import WORKER_MANAGED_KEYS
+
+    names = {param.name for param in RUN_PARAMS}
+    assert not names & WORKER_MANAGED_KEYS
+    assert "trust_remote_code" not in names
 
 
 def test_the_definition_has_help_text_and_bounds_for_every_number() -> None:
