@@ -230,7 +230,6 @@ def add_member(request: HttpRequest, project_id: int) -> HttpResponse:
     return see_other(reverse("labeling:project_detail", args=[project.id]))
 
 
-@require_GET
 RECENT_VOTES = 50
 
 
@@ -247,6 +246,7 @@ def my_votes(request: HttpRequest) -> HttpResponse:
     return render(request, "labeling/my_votes.html", {"votes": votes, "limit": RECENT_VOTES})
 
 
+@require_GET
 @cache_control(max_age=86400, public=True)
 def highlight_stylesheet(request: HttpRequest) -> HttpResponse:
     return HttpResponse(highlight_css(), content_type="text/css")
