@@ -2,14 +2,21 @@
 
     python bench/dpo_throughput.py                     # CPU smoke check with the tiny model
     python bench/dpo_throughput.py --preset qwen0.5b   # GPU: random ~0.5B Qwen2-like model
+    python bench/dpo_throughput.py --preset llama1b    # GPU: random Llama-1B-like, vocab 128,256
+    bench/gpu_compare.sh                               # GPU: both presets, one call
 
 Both trainers get the same randomly initialised model (float32 master weights; bf16 autocast
 where the GPU supports it, else fp32), the same synthetic pairs (prompt and responses of fixed
 token lengths), batch size, learning rate and beta, each with and without gradient
-checkpointing. Reported per run: steady-state pairs/s (steps after the warm-up), end-to-end
-pairs/s (every step plus, for our engine, the reference pass over the same pairs), tokens/s,
-peak GPU memory, and model FLOPs utilisation: 6 x parameters x tokens/s over the measured peak
-of a large matmul (bf16 on GPU, fp32 on CPU). Ratios ours/TRL are printed when both ran.
+checkpointing. Both compute the reference log-probs once before training: TRL with
+``precompute_ref_log_probs=True`` (``--trl-reference inline`` runs TRL's reference inside every
+step instead), ours with its reference pass. Reported per run: steady-state pairs/s (steps after
+the warm-up; no reference work in them for either), end-to-end pairs/s (every step plus every
+reference pass over the same pairs), tokens/s, peak GPU memory, and model FLOPs utilisation:
+6 x parameters x tokens/s over the measured peak of a large matmul (bf16 on GPU, fp32 on CPU).
+With ``--repeats N`` each engine runs N times, interleaved, and the best figure of each is shown.
+The machine's load average (``os.getloadavg``) is printed before and after every measured run:
+other work on the machine skews both engines, so compare ratios from quiet runs.
 
 TRL is a benchmark-only dependency (``pip install trl``); without it only our engine runs.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -36,7 +44,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"prompt_len": 64, "response_len": 64, "batch": 8, "steps": 40, "warmup": 5},
     # ~0.5B parameters, Qwen2 shapes, vocabulary 151,936 (the issue's GPU setting)
     "qwen0.5b": {"prompt_len": 256, "response_len": 256, "batch": 8, "steps": 30, "warmup": 5},
+    # ~1.2B parameters, Llama 3.2 1B shapes, vocabulary 128,256 (where chunked log-probs matter)
+    "llama1b": {"prompt_len": 256, "response_len": 256, "batch": 8, "steps": 20, "warmup": 5},
 }
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages, as printed."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def build_model(preset: str, out: Path) -> Path:
@@ -44,25 +60,48 @@ def build_model(preset: str, out: Path) -> Path:
 
     if preset == "tiny":
         return build_tiny_model(out, seed=0)
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = build_tiny_tokenizer()
-    config = Qwen2Config(
-        vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    ids = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config: Any
+    if preset == "qwen0.5b":
+        config = Qwen2Config(
+            vocab_size=151936,
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
+            **ids,
+        )
+        cls: Any = Qwen2ForCausalLM
+    else:
+        config = LlamaConfig(
+            vocab_size=128256,
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+            tie_word_embeddings=True,
+            **ids,
+        )
+        cls = LlamaForCausalLM
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
+    # random initialisation of a billion parameters is much faster on the GPU
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = cls(config)
     model.save_pretrained(out, safe_serialization=True)
+    del model
     tokenizer.save_pretrained(out)
     return out
 
@@ -144,6 +183,9 @@ def run_ours(
         beta=0.1,
         gradient_checkpointing=checkpointing,
         length_bucketing=True,
+        compile=args.compile,
+        padding_free=args.padding_free,
+        trackers=(),
     )
     reset_memory(args.device)
     summary = run_training(config, DPOObjective(config), resume=False)
@@ -174,6 +216,20 @@ def run_trl(
     from trl import DPOConfig, DPOTrainer
 
     datasets.disable_progress_bars()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference precompute bar
+
+    class TimedDPOTrainer(DPOTrainer):  # type: ignore[misc]
+        """TRL's trainer, timing its reference precompute (it runs in the constructor)."""
+
+        reference_seconds = 0.0
+
+        def _precompute_ref_logps(self, *a: Any, **k: Any) -> Any:
+            sync(args.device)
+            t0 = time.perf_counter()
+            out = super()._precompute_ref_logps(*a, **k)
+            sync(args.device)
+            TimedDPOTrainer.reference_seconds += time.perf_counter() - t0
+            return out
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
@@ -209,9 +265,12 @@ def run_trl(
         report_to="none",
         use_cpu=args.device != "cuda",
         seed=0,
+        precompute_ref_log_probs=args.trl_reference == "precompute",
     )
     timer = StepTimer()
-    trainer = DPOTrainer(
+    reset_memory(args.device)
+    TimedDPOTrainer.reference_seconds = 0.0
+    trainer = TimedDPOTrainer(
         model=model,
         args=trl_args,
         train_dataset=datasets.Dataset.from_list(rows),
@@ -220,11 +279,10 @@ def run_trl(
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    reset_memory(args.device)
     t0 = time.perf_counter()
     trainer.train()
     sync(args.device)
-    total = time.perf_counter() - t0
+    total = time.perf_counter() - t0 + TimedDPOTrainer.reference_seconds
     steady = timer.durations[args.warmup :]
     tokens_per_pair = 2 * (args.prompt_len + args.response_len)
     pairs_per_second = args.batch * len(steady) / sum(steady)
@@ -232,7 +290,8 @@ def run_trl(
         "pairs_per_second": pairs_per_second,
         "end_to_end_pairs_per_second": args.batch * len(timer.durations) / total,
         "tokens_per_second": pairs_per_second * tokens_per_pair,
-        "reference_seconds": 0.0,  # TRL runs the reference inside every step
+        # precompute: the pass before training; inline: inside every step (counted in them)
+        "reference_seconds": TimedDPOTrainer.reference_seconds,
         "peak_memory_gib": peak_memory_gib(args.device),
     }
 
@@ -248,6 +307,18 @@ def main() -> int:
     parser.add_argument("--response-len", type=int)
     parser.add_argument("--checkpointing", choices=["off", "on", "both"], default="both")
     parser.add_argument("--skip-trl", action="store_true", help="run our engine only")
+    parser.add_argument(
+        "--trl-reference",
+        choices=["precompute", "inline"],
+        default="precompute",
+        help="TRL's reference: precompute_ref_log_probs=True (default) or inside every step",
+    )
+    parser.add_argument(
+        "--compile", choices=["auto", "off", "on"], default="auto", help="our engine's compile"
+    )
+    parser.add_argument(
+        "--padding-free", action="store_true", help="our engine packs sequences without padding"
+    )
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per engine and setting; the best is shown"
     )
@@ -301,6 +372,10 @@ def main() -> int:
             f"{args.batch} pairs, {args.warmup} warm-up + {args.steps} measured steps; "
             f"matmul peak {peak / 1e12:.2f} TFLOP/s"
         )
+        print(
+            f"ours: compile {args.compile}, padding_free {args.padding_free}; TRL reference: "
+            f"{args.trl_reference}; repeats {args.repeats}; load average {load()}"
+        )
         settings = {"off": [False], "on": [True], "both": [False, True]}[args.checkpointing]
         results: list[dict[str, Any]] = []
         # one short untimed run of each first: one-time costs (kernel selection, allocator
@@ -313,16 +388,20 @@ def main() -> int:
             run_trl(model_dir, rows[: 2 * args.batch], work, short, settings[0])
         for checkpointing in settings:
             tries: dict[str, list[dict[str, Any]]] = {"ours": [], "trl": []}
+            loads = [load()]
             for _ in range(args.repeats):  # interleaved, so load changes hit both alike
                 tries["ours"].append(run_ours(model_dir, data, work, args, checkpointing))
+                loads.append(load())
                 if trl_available:
                     tries["trl"].append(run_trl(model_dir, rows, work, args, checkpointing))
+                    loads.append(load())
             runs = {name: best_of(t) for name, t in tries.items() if t}
             for name, r in runs.items():
                 r["mfu"] = 6 * n_params * r["tokens_per_second"] / peak
-                r.update(engine=name, gradient_checkpointing=checkpointing)
+                r.update(engine=name, gradient_checkpointing=checkpointing, load_averages=loads)
                 results.append(r)
             print_table(runs, checkpointing)
+            print(f"load average (1, 5, 15 min) before and after each run: {' | '.join(loads)}")
     if args.json:
         payload = {
             "device": device_name,

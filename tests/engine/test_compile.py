@@ -34,6 +34,10 @@ def test_auto_compiles_on_a_gpu_only_and_off_never_compiles():
     assert gpu.bucket_rows == 8
     packed = DPOConfig(data="d", model="m", out_dir="o", padding_free=True)
     assert not plan_compile(packed, torch.device("cuda")).cuda_graphs
+    two = plan_compile(config, torch.device("cuda"), processes=2)
+    assert two.enabled and not two.cuda_graphs  # auto: no CUDA graphs with several processes
+    fsdp = DPOConfig(data="d", model="m", out_dir="o", distributed="fsdp", processes=2)
+    assert not plan_compile(fsdp, torch.device("cuda"), processes=2).enabled
     off = DPOConfig(data="d", model="m", out_dir="o", compile="off")
     assert not plan_compile(off, torch.device("cuda")).enabled
     on = DPOConfig(data="d", model="m", out_dir="o", compile="on")

@@ -16,7 +16,7 @@ backends (its ``AcceleratorState`` leaves a ``MULTI_CPU`` run un-sharded), so th
 itself, the same way on GPUs and CPUs; that is what lets the CPU tests cover the GPU code path.
 A checkpoint gathers the full weights and optimizer state with
 ``torch.distributed.checkpoint.state_dict`` on every process and only rank 0 writes them, in the
-same format as a one-process run (so a sharded run resumes on any process count).
+same files and layout as a one-process run.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options)
+    state: dict[str, torch.Tensor] = dict(get_model_state_dict(model, options=options))  # type: ignore[arg-type]
+    return state
 
 
 def full_optimizer_state(
@@ -185,7 +186,7 @@ def full_optimizer_state(
     )
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    by_name = get_optimizer_state_dict(model, optimizer, options=options)
+    by_name: Any = get_optimizer_state_dict(model, optimizer, options=options)
     if not by_name:
         return {}
     ids = {name: i for i, name in enumerate(_names(model, optimizer))}
@@ -207,7 +208,7 @@ def load_optimizer_state(
     )
 
     names = _names(model, optimizer)
-    by_name = {
+    by_name: Any = {
         "state": {names[int(i)]: value for i, value in state["state"].items()},
         "param_groups": [
             {**group, "params": [names[int(i)] for i in group["params"]]}

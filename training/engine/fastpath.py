@@ -41,15 +41,21 @@ class CompilePlan:
         return "reduce-overhead" if self.cuda_graphs else "default"
 
 
-def plan_compile(config: CommonConfig, device: torch.device) -> CompilePlan:
-    """What ``config.compile`` means on ``device`` (see the module docstring)."""
+def plan_compile(config: CommonConfig, device: torch.device, processes: int = 1) -> CompilePlan:
+    """What ``config.compile`` means on ``device`` with ``processes`` processes (see the module
+    docstring). ``auto`` stays conservative where the combination is untested: with several
+    processes it compiles without CUDA graphs, and an FSDP run stays eager."""
     if config.compile == "off":
         return CompilePlan(False, reason="compile: off")
     if config.compile == "auto" and device.type != "cuda":
         return CompilePlan(False, reason="compile: auto stays eager on a CPU")
+    if config.compile == "auto" and processes > 1 and config.distributed == "fsdp":
+        return CompilePlan(False, reason="compile: auto stays eager under FSDP")
     if device.type == "cpu" and shutil.which("c++") is None and shutil.which("g++") is None:
         raise ConfigError("compile: on needs a C++ compiler (c++ or g++) on a CPU machine")
     cuda_graphs = device.type == "cuda" and not config.padding_free
+    if config.compile == "auto" and processes > 1:
+        cuda_graphs = False
     rows = None if config.padding_free else 2 * config.micro_batch_size
     return CompilePlan(True, cuda_graphs=cuda_graphs, bucket_rows=rows)
 

@@ -343,7 +343,7 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         writer.write("cancelled", step=start_step, checkpoint=None)
         raise Cancelled(start_step, None)
 
-    plan = plan_compile(config, session.device)
+    plan = plan_compile(config, session.device, accelerator.num_processes)
     compile_decoder(session.policy, plan, config.max_length)
     model = SequenceLogps(
         session.policy,
@@ -358,7 +358,8 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         if optimizer_state is not None:
             dist_utils.load_optimizer_state(model, optimizer, optimizer_state)
         if session.precision == "bf16":  # what accelerate.prepare does for the DDP model
-            model.forward = torch.autocast(session.device.type, dtype=torch.bfloat16)(model.forward)
+            autocast = torch.autocast(session.device.type, dtype=torch.bfloat16)
+            model.forward = autocast(model.forward)  # type: ignore[method-assign]
     else:
         optimizer = build_optimizer(model, config)
         if optimizer_state is not None:
