@@ -213,8 +213,13 @@ def _record_event(run: TrainingRun, event: dict[str, Any]) -> None:
     if kind in {"train", "eval"}:
         step = int(event.get("step", 0))
         values = {k: v for k, v in event.items() if k not in {"event", "time"}}
-        RunMetric.objects.update_or_create(
-            run=run, split=kind, step=step, defaults={"values": values}
+        # One INSERT ... ON CONFLICT statement: no read-then-write transaction, which SQLite
+        # refuses ("database is locked") when the heartbeat thread wrote in between.
+        RunMetric.objects.bulk_create(
+            [RunMetric(run=run, split=kind, step=step, values=values)],
+            update_conflicts=True,
+            unique_fields=["run", "split", "step"],
+            update_fields=["values"],
         )
         if kind == "train":
             updates: dict[str, Any] = {
