@@ -43,7 +43,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy config core labeling training workers api bench
+	$(BIN)/mypy config core labeling training workers api bench evaluation
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
