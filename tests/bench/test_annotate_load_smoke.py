@@ -5,6 +5,7 @@ benchmark reads fails here, not on the day someone runs the benchmark."""
 import asyncio
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,10 @@ def test_annotators_vote_through_the_pages_and_nothing_is_over_voted(live_server
         ["--annotators", str(annotators), "--duration", "1", "--warmup", "0", "--pairs", "12"]
     )
     port = int(live_server.url.rsplit(":", 1)[1])
-    baseline, annotating, _ = asyncio.run(
-        annotate_load.drive(args, port, project_id, usernames, os.getpid())
-    )
+    # Its own thread and event loop: Playwright's browser fixture may hold this thread's loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        drive = annotate_load.drive(args, port, project_id, usernames, os.getpid())
+        baseline, annotating, _ = pool.submit(asyncio.run, drive).result(timeout=120)
     assert baseline.rec.healthz and not baseline.rec.http_errors
     recorded = annotating.rec
     assert recorded.votes_saved > 0, recorded

@@ -24,8 +24,8 @@ from training.runner import engine_command
 DEMO_MODEL_DIR = settings.VAR_DIR / "models"
 # Sized to finish in about a minute on an idle 2-core machine: short sequences (the demo
 # responses' openings are what its samples need to look like) and few, small steps.
-DEFAULT_STEPS = 120
-SFT_MAX_LENGTH = 384
+DEFAULT_STEPS = 60
+SFT_MAX_LENGTH = 256
 POLL_SECONDS = 0.5
 
 
