@@ -57,6 +57,14 @@ def _aggregate(a: IntArray, b: IntArray, scores: FloatArray) -> _Cells:
     return _Cells(pairs[:, 0], pairs[:, 1], 3 * pair_of.ravel() + kind, len(pairs))
 
 
+def _per_item(cells: _Cells, values: FloatArray, k: int, sign: float = -1.0) -> FloatArray:
+    """Sum a per-pair quantity into items: ``+values`` to each first item, ``sign * values`` to
+    each second one."""
+    first = np.bincount(cells.first, weights=values, minlength=k)
+    second = np.bincount(cells.second, weights=values, minlength=k)
+    return np.asarray(first + sign * second, dtype=np.float64)
+
+
 def _objective(
     x: FloatArray, cells: _Cells, counts: FloatArray, l2: float, fit_nu: bool
 ) -> tuple[float, FloatArray, FloatArray]:
@@ -88,19 +96,16 @@ def _objective(
     diff = prob[:, 0] - prob[:, 1]
     g_h = wins - losses - n * diff
     grad = np.zeros_like(x)
-    np.add.at(grad, cells.first, -0.5 * g_h)
-    np.add.at(grad, cells.second, 0.5 * g_h)
+    grad[:k] = _per_item(cells, -0.5 * g_h, k)
     h_hh = 0.25 * n * (prob[:, 0] + prob[:, 1] - diff * diff)
     hess = np.zeros((len(x), len(x)))
-    np.add.at(hess, (cells.first, cells.first), h_hh)
-    np.add.at(hess, (cells.second, cells.second), h_hh)
-    np.add.at(hess, (cells.first, cells.second), -h_hh)
-    np.add.at(hess, (cells.second, cells.first), -h_hh)
+    hess[np.diag_indices(k)] = _per_item(cells, h_hh, k, sign=1.0)
+    # Pairs are unique and first < second, so plain assignment adds nothing twice.
+    hess[cells.first, cells.second] = -h_hh
+    hess[cells.second, cells.first] = -h_hh
     if fit_nu:
         grad[k] = -float(np.sum(ties - n * prob[:, 2]))
-        h_hl = -0.5 * n * diff * prob[:, 2]
-        np.add.at(hess[k], cells.first, h_hl)
-        np.add.at(hess[k], cells.second, -h_hl)
+        hess[k, :k] = _per_item(cells, -0.5 * n * diff * prob[:, 2], k)
         hess[:k, k] = hess[k, :k]
         hess[k, k] = float(np.sum(n * prob[:, 2] * (1.0 - prob[:, 2])))
     grad += l2 * x
