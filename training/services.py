@@ -37,14 +37,6 @@ from labeling.models import (
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
 from training.engine.config import ConfigError, DPOConfig, config_from_dict
-from training.params import (
-    RUN_PARAMS_BY_NAME,
-    ParamError,
-    check_prompt_limit,
-    check_run_params,
-    check_sampling_params,
-    check_saves_for_steps,
-)
 from training.models import (
     Checkpoint,
     PairingMode,
@@ -53,6 +45,14 @@ from training.models import (
     RunStatus,
     SamplingJob,
     TrainingRun,
+)
+from training.params import (
+    RUN_PARAMS_BY_NAME,
+    ParamError,
+    check_prompt_limit,
+    check_run_params,
+    check_sampling_params,
+    check_saves_for_steps,
 )
 from training.runner import EngineProcess, MetricsFollower, engine_command, follow
 
