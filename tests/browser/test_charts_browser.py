@@ -4,8 +4,8 @@ place, and several runs on one chart."""
 import pytest
 
 from labeling.models import Role, Snapshot
-from training.models import Checkpoint, RunMetric, TrainingRun
 from tests.conftest import make_user
+from training.models import Checkpoint, RunMetric, TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
