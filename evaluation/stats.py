@@ -24,6 +24,8 @@ from evaluation._data import (
 )
 
 _LC_CELLS = 250_000
+# A multinomial draw over prompt kinds costs about this many uniform prompt draws per kind.
+_KINDS_PER_PROMPT_DRAW = 8
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def win_rate(
     its win-rate is ``sum_g c[r, g] S_g / sum_g c[r, g] N_g`` where ``S_g`` is A's score summed
     over prompt ``g``'s comparisons (win 1, tie 1/2, loss 0) and ``N_g`` their number. The
     interval is the central ``confidence`` percentile interval of the resampled win-rates.
-    The same ``seed`` gives the same interval.
+    The same ``seed`` and data give the same interval.
     """
     scores = outcome_scores(outcomes)
     check_same_length(len(scores), groups=groups)
@@ -71,9 +73,18 @@ def win_rate(
         axis=1,
     )
     rng = np.random.default_rng(seed)
-    resampled = np.concatenate(
-        [counts @ per_group for counts in resampled_group_counts(n_groups, n_resamples, rng)]
-    )
+    # Only the resampled sums matter, and prompts with the same (S_g, N_g) are interchangeable
+    # in them. When few distinct pairs occur (one vote per prompt gives at most three), drawing
+    # how many prompts of each kind a resample holds, a multinomial over the kinds, has exactly
+    # the same distribution as drawing the prompts and costs far less.
+    kinds, inverse = np.unique(per_group, axis=0, return_inverse=True)
+    if len(kinds) * _KINDS_PER_PROMPT_DRAW < n_groups:
+        frequency = np.bincount(inverse.ravel(), minlength=len(kinds)) / n_groups
+        resampled = rng.multinomial(n_groups, frequency, size=n_resamples) @ kinds
+    else:
+        resampled = np.concatenate(
+            [counts @ per_group for counts in resampled_group_counts(n_groups, n_resamples, rng)]
+        )
     low, high = percentile_interval(resampled[:, 0] / resampled[:, 1], confidence)
     return WinRate(
         estimate=float(scores.mean()),

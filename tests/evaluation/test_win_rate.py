@@ -49,6 +49,39 @@ def test_bootstrap_interval_matches_the_normal_approximation_for_independent_vot
     assert result.ci_high - result.ci_low == pytest.approx(2 * half_width, rel=0.1)
 
 
+def reference_prompt_bootstrap(outcomes, groups, n_resamples, seed):
+    """Draw the prompts with replacement, pool their votes, take the win-rate; percentiles."""
+    score = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+    by_prompt = {}
+    for outcome, group in zip(outcomes, groups, strict=True):
+        by_prompt.setdefault(group, []).append(score[outcome])
+    sums = np.array([sum(votes) for votes in by_prompt.values()])
+    sizes = np.array([len(votes) for votes in by_prompt.values()])
+    drawn = np.random.default_rng(seed).integers(0, len(sums), size=(n_resamples, len(sums)))
+    rates = sums[drawn].sum(axis=1) / sizes[drawn].sum(axis=1)
+    return np.quantile(rates, [0.025, 0.975])
+
+
+@pytest.mark.parametrize(
+    ("n_prompts", "votes_per_prompt"),
+    [
+        # Many kinds of prompt (score sum, vote count): prompts are drawn one by one.
+        (40, 6),
+        # One vote per prompt, three kinds: counts per kind are drawn as a multinomial.
+        (400, 1),
+    ],
+)
+def test_interval_agrees_with_a_plain_prompt_bootstrap(n_prompts, votes_per_prompt):
+    outcomes, groups, _ = simulate_prompts(
+        np.random.default_rng(n_prompts), n_prompts, votes_per_prompt, 0.6
+    )
+    result = win_rate(outcomes, groups, n_resamples=4000, seed=1)
+    low, high = reference_prompt_bootstrap(outcomes, groups, 4000, seed=2)
+    # Two independent Monte-Carlo estimates of the same percentiles.
+    assert result.ci_low == pytest.approx(low, abs=0.005)
+    assert result.ci_high == pytest.approx(high, abs=0.005)
+
+
 def test_interval_covers_the_true_win_rate_about_95_percent_of_the_time():
     rng = np.random.default_rng(2024)
     covered = 0
