@@ -27,6 +27,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from evaluation._data import (
     FloatArray,
@@ -166,6 +167,10 @@ class BradleyTerryFit:
     iterations: int
     converged: bool
     reference: Hashable | None
+    # Items that never won nor tied, or never lost nor tied: their scores rest on the prior (with
+    # l2 = 0 they run off as far as the optimiser went). Separation of a whole set of items
+    # (a group that beat every other item) is not detected.
+    separated: tuple[Hashable, ...]
 
     def win_probability(self, i: Hashable, j: Hashable) -> tuple[float, float, float]:
         """``(P(i beats j), P(j beats i), P(tie))`` under the fitted model."""
@@ -184,6 +189,18 @@ class _Prepared:
     scores: FloatArray
     cells: _Cells
     fit_nu: bool
+    wins: FloatArray  # per item
+    losses: FloatArray
+    ties: FloatArray
+
+    @property
+    def separated(self) -> NDArray[np.bool_]:
+        return np.asarray((self.wins + self.ties == 0) | (self.losses + self.ties == 0))
+
+
+def _tally(side: IntArray, hits: NDArray[np.bool_], n_items: int) -> FloatArray:
+    counted = np.bincount(side, weights=hits.astype(np.float64), minlength=n_items)
+    return np.asarray(counted, dtype=np.float64)
 
 
 def _prepare(
@@ -199,7 +216,12 @@ def _prepare(
         k = int(np.flatnonzero(a == b)[0])
         raise ValueError(f"comparison {k} compares {item_a[k]!r} with itself")
     fit_nu = bool(np.any(scores == 0.5))
-    return _Prepared(items, a, b, scores, _aggregate(a, b, scores), fit_nu)
+    k = len(items)
+    won, lost, tied = scores == 1.0, scores == 0.0, scores == 0.5
+    wins = _tally(a, won, k) + _tally(b, lost, k)
+    losses = _tally(a, lost, k) + _tally(b, won, k)
+    ties = _tally(a, tied, k) + _tally(b, tied, k)
+    return _Prepared(items, a, b, scores, _aggregate(a, b, scores), fit_nu, wins, losses, ties)
 
 
 def _fit_prepared(
@@ -231,6 +253,19 @@ def _shift(
     return theta - theta[..., [items.index(reference)]]
 
 
+def _full_fit(
+    data: _Prepared, l2: float, reference: Hashable | None
+) -> tuple[BradleyTerryFit, FloatArray]:
+    """The fit of all comparisons, and its raw parameter vector for warm starts."""
+    x, nu, loglik, iterations, converged = _fit_prepared(data, np.ones(len(data.a)), l2, None)
+    theta = _shift(x[: len(data.items)], data.items, reference)
+    separated = tuple(item for item, flag in zip(data.items, data.separated, strict=True) if flag)
+    fit = BradleyTerryFit(
+        data.items, theta, nu, loglik, iterations, converged, reference, separated
+    )
+    return fit, x
+
+
 def fit_bradley_terry(
     item_a: Sequence[Hashable],
     item_b: Sequence[Hashable],
@@ -247,10 +282,8 @@ def fit_bradley_terry(
     connected by comparisons and exists only when no item is separated.
     """
     _check_l2(l2)
-    data = _prepare(item_a, item_b, outcomes)
-    x, nu, loglik, iterations, converged = _fit_prepared(data, np.ones(len(data.a)), l2, None)
-    theta = _shift(x[: len(data.items)], data.items, reference)
-    return BradleyTerryFit(data.items, theta, nu, loglik, iterations, converged, reference)
+    fit, _ = _full_fit(_prepare(item_a, item_b, outcomes), l2, reference)
+    return fit
 
 
 @dataclass(frozen=True)
@@ -266,8 +299,7 @@ class LeaderboardRow:
     losses: int
     ties: int
     provisional: bool  # fewer than ``min_votes`` votes
-    # never won nor tied, or never lost nor tied: its score rests on the prior, not the data
-    separated: bool
+    separated: bool  # as in ``BradleyTerryFit.separated``
 
 
 @dataclass(frozen=True)
@@ -310,9 +342,7 @@ def bradley_terry_leaderboard(
     codes, n_groups = group_codes(groups)
     n_items = len(data.items)
 
-    x, nu, loglik, iterations, converged = _fit_prepared(data, np.ones(len(data.a)), l2, None)
-    theta = _shift(x[:n_items], data.items, reference)
-    fit = BradleyTerryFit(data.items, theta, nu, loglik, iterations, converged, reference)
+    fit, x = _full_fit(data, l2, reference)
 
     rng = np.random.default_rng(seed)
     samples = []
@@ -325,19 +355,12 @@ def bradley_terry_leaderboard(
     resampled = _shift(np.array(samples), data.items, reference)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(resampled, [tail, 1.0 - tail], axis=0)
-
-    def tally(side: IntArray, score: float) -> FloatArray:
-        weights = (data.scores == score).astype(np.float64)
-        return np.asarray(np.bincount(side, weights=weights, minlength=n_items), np.float64)
-
-    wins = tally(data.a, 1.0) + tally(data.b, 0.0)
-    losses = tally(data.a, 0.0) + tally(data.b, 1.0)
-    ties = tally(data.a, 0.5) + tally(data.b, 0.5)
+    wins, losses, ties = data.wins, data.losses, data.ties
     votes = wins + losses + ties
     rows = [
         LeaderboardRow(
             item=item,
-            score=float(theta[k]),
+            score=float(fit.scores[k]),
             ci_low=float(low[k]),
             ci_high=float(high[k]),
             votes=int(votes[k]),
@@ -345,7 +368,7 @@ def bradley_terry_leaderboard(
             losses=int(losses[k]),
             ties=int(ties[k]),
             provisional=bool(votes[k] < min_votes),
-            separated=bool(wins[k] + ties[k] == 0 or losses[k] + ties[k] == 0),
+            separated=bool(data.separated[k]),
         )
         for k, item in enumerate(data.items)
     ]

@@ -115,6 +115,17 @@ def test_an_item_that_never_wins_gets_a_finite_low_score_and_is_flagged_separate
     assert rows["never"].separated and rows["never"].score < rows["ok"].score - 2
     assert not rows["good"].separated and not rows["ok"].separated
     assert [row.item for row in board.rows] == ["good", "ok", "never"]
+    assert board.fit.separated == ("never",)
+
+
+def test_plain_maximum_likelihood_names_the_items_whose_strength_does_not_exist():
+    a, b = ["x", "y", "y", "z"], ["y", "x", "z", "x"]
+    # z never wins nor ties: its maximum-likelihood strength is minus infinity.
+    fit = fit_bradley_terry(a, b, ["win", "win", "win", "loss"], l2=0.0)
+    assert fit.separated == ("z",)
+    tied = fit_bradley_terry(a, b, ["win", "win", "tie", "loss"], l2=0.0)
+    assert tied.separated == ()
+    assert tied.converged and np.all(np.isfinite(tied.scores))
 
 
 def test_plain_maximum_likelihood_refuses_disconnected_items():
