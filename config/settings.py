@@ -98,9 +98,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: tests start real worker processes that must see the same database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     # WAL lets the web server read while a worker writes; the timeout waits out short writes
-    # instead of failing with "database is locked".
+    # instead of failing with "database is locked". Transactions take the write lock when they
+    # begin (IMMEDIATE): a transaction that reads and then writes (update_or_create) would
+    # otherwise fail at once, not wait, when another connection (a job's heartbeat thread, a
+    # second worker) wrote in between.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

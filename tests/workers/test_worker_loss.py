@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.test import override_settings
 
-from core.jobs import get_kind, recover_stale
-from tests.workers.conftest import wait_for
-from tests.workers.test_loop import TINY_RUN, finished, labeled_project, ready_snapshot
+from labeling.snapshots import build_snapshot, request_snapshot
+from tests.workers.conftest import FAST_JOBS, wait_for
+from tests.workers.test_job_recovery import WINDOW_SECONDS, kill_the_claimer, watchdog_worker
+from tests.workers.test_loop import TINY_RUN, finished, labeled_project
 from training.models import Checkpoint, RunStatus, TrainingRun
 from training.services import run_out_dir, start_run
 
@@ -19,34 +19,30 @@ pytestmark = [pytest.mark.slow]
 def test_sigkilled_worker_run_is_resumed_from_its_checkpoint(
     start_worker, make_project, tiny_model
 ):
-    worker = start_worker()
     project, _ = labeled_project(make_project, tiny_model)
-    snapshot = ready_snapshot(project, worker)
+    snapshot = build_snapshot(request_snapshot(project, "every_vote").id)
     base = Checkpoint.objects.get(project=project, run=None)
-    config = {**TINY_RUN, "max_steps": 400, "save_every": 2}
+    workers = [start_worker(**FAST_JOBS), watchdog_worker(start_worker)]
+    config = {**TINY_RUN, "max_steps": 60, "save_every": 2}
     run = start_run(snapshot, base, config)
     wait_for(
         lambda: TrainingRun.objects.filter(id=run.id, step__gte=4).exists(),
         180,
         "a few training steps",
-        worker,
+        workers[0],
     )
-    worker.kill()
-    killed_at = time.monotonic()
-    assert TrainingRun.objects.get(id=run.id).status == RunStatus.RUNNING
-
-    # The watchdog (Celery beat in production) sees the heartbeat go stale.
-    with override_settings(PREFLAB_HEARTBEAT_TIMEOUT_SECONDS=3, PREFLAB_LOST_RUN_POLICY="resume"):
-        outcome = wait_for(
-            lambda: recover_stale(get_kind("training_run")), 60, "the watchdog to notice"
-        )
-    assert outcome == [("training_run", run.id, RunStatus.QUEUED)]
-    assert time.monotonic() - killed_at < 60
-
-    second = start_worker()
-    run = wait_for(finished(run.id), 300, "the resumed run", second)
-    assert run.status == RunStatus.SUCCEEDED, (run.error, second.log())
+    # The engine gets SIGTERM when its worker dies (PR_SET_PDEATHSIG) and saves a checkpoint.
+    killed_at, rescuer = kill_the_claimer(TrainingRun, run.id, workers, start_worker)
+    wait_for(
+        lambda: TrainingRun.objects.filter(id=run.id, attempts=2).exists(),
+        60,
+        "the watchdog to resume the run",
+        rescuer,
+    )
+    assert time.monotonic() - killed_at < WINDOW_SECONDS
+    run = wait_for(finished(run.id), 300, "the resumed run", rescuer)
+    assert run.status == RunStatus.SUCCEEDED, (run.error, rescuer.log())
     assert run.attempts == 2
-    assert run.step == 400
+    assert run.step == 60
     engine_log = run_out_dir(TrainingRun.objects.get(id=run.id)) / "engine.log"
     assert "resum" in engine_log.read_text().lower()
