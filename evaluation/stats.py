@@ -172,7 +172,8 @@ def length_controlled_win_rate(
 
     ``d = (length_a - length_b) / s`` where ``s`` is the standard deviation of
     ``length_a - length_b`` over all comparisons (not centred, so ``d = 0`` means equal length;
-    ``s = 1`` when every difference is equal). The fit maximises the Bernoulli log-likelihood
+    ``s = 1`` when every difference is 0; a constant non-zero difference is refused, since
+    length and model cannot then be told apart). The fit maximises the Bernoulli log-likelihood
     with fractional targets (win 1, tie 1/2, loss 0) minus a small ridge ``l2/2 (a^2 + b^2)``
     that keeps the fit finite when A wins or loses every comparison. The interval is the
     percentile interval of ``sigmoid(a)`` refitted on prompt-level bootstrap resamples.
@@ -187,6 +188,11 @@ def length_controlled_win_rate(
         raise ValueError("every length must be a finite number")
     scale = float(difference.std())
     if scale == 0.0:
+        if np.any(difference != 0.0):
+            raise ValueError(
+                f"A's responses are always {difference[0]:g} longer than B's: with no spread in "
+                "the length difference the effect of length cannot be told from the models'"
+            )
         scale = 1.0
     d = difference / scale
     codes, n_groups = group_codes(groups)

@@ -70,3 +70,8 @@ def test_bad_lengths_raise_a_clear_value_error():
         length_controlled_win_rate(["win"], [1], [float("nan")], [5])
     with pytest.raises(ValueError, match="empty"):
         length_controlled_win_rate([], [], [], [])
+
+
+def test_a_constant_length_difference_is_refused_since_length_and_model_are_confounded():
+    with pytest.raises(ValueError, match="always 10 longer"):
+        length_controlled_win_rate(["win", "loss", "win"], [1, 2, 3], [20, 30, 40], [10, 20, 30])
