@@ -22,8 +22,8 @@ def simulate_davidson(rng, theta, nu, n_votes, votes_per_prompt=1):
     return a.tolist(), b.tolist(), OUTCOMES[kind].tolist(), groups
 
 
-def reference_fit(a, b, outcomes, k):
-    """Independent float64 maximum likelihood: theta_0 fixed at 0, scipy on the plain NLL."""
+def reference_negative_log_likelihood(a, b, outcomes, k):
+    """The Davidson NLL in the paper's form; parameters (theta_1..theta_{k-1}, log nu)."""
     a, b, outcomes = np.asarray(a), np.asarray(b), np.asarray(outcomes)
 
     def negative_log_likelihood(params):
@@ -34,6 +34,12 @@ def reference_fit(a, b, outcomes, k):
         numerator = np.where(outcomes == "win", p_a, np.where(outcomes == "loss", p_b, tie))
         return -np.sum(np.log(numerator / (p_a + p_b + tie)))
 
+    return negative_log_likelihood
+
+
+def reference_fit(a, b, outcomes, k):
+    """Independent float64 maximum likelihood: theta_0 fixed at 0, scipy on the plain NLL."""
+    negative_log_likelihood = reference_negative_log_likelihood(a, b, outcomes, k)
     # Finite-difference gradients limit the precision to about 1e-5 at the optimum.
     result = minimize(negative_log_likelihood, np.zeros(k), method="BFGS", options={"gtol": 1e-6})
     assert np.max(np.abs(result.jac)) < 1e-3
@@ -150,6 +156,28 @@ def test_leaderboard_intervals_cover_the_planted_strengths_and_count_votes():
         assert row.votes == row.wins + row.losses + row.ties
         assert row.provisional == (row.votes < 700)
     assert board.n_prompts == 300
+
+
+def test_bootstrap_intervals_match_the_fisher_information_standard_errors():
+    theta = np.array([0.0, 0.6, -0.5])
+    a, b, outcomes, groups = simulate_davidson(np.random.default_rng(6), theta, 0.5, 2400)
+    board = bradley_terry_leaderboard(a, b, outcomes, groups, reference=0, n_resamples=400)
+    # Observed information: the finite-difference Hessian of the reference NLL at its optimum.
+    nll = reference_negative_log_likelihood(a, b, outcomes, 3)
+    estimate, nu = reference_fit(a, b, outcomes, 3)
+    x, step = np.array([estimate[1], estimate[2], np.log(nu)]), 1e-3
+    hessian = np.empty((3, 3))
+    for i in range(3):
+        for j in range(3):
+            e_i, e_j = np.eye(3)[i] * step, np.eye(3)[j] * step
+            hessian[i, j] = (
+                nll(x + e_i + e_j) - nll(x + e_i - e_j) - nll(x - e_i + e_j) + nll(x - e_i - e_j)
+            ) / (4 * step * step)
+    standard_errors = np.sqrt(np.diag(np.linalg.inv(hessian)))
+    rows = {row.item: row for row in board.rows}
+    for item in (1, 2):
+        width = rows[item].ci_high - rows[item].ci_low
+        assert width == pytest.approx(2 * 1.96 * standard_errors[item - 1], rel=0.15)
 
 
 def test_four_times_the_votes_halves_the_leaderboard_interval():
