@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -106,7 +107,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         except Diverged as exc:
             logger.error("%s", exc)
             return EXIT_DIVERGED
-        print(json.dumps(summary, indent=2))
+        if os.environ.get("RANK", "0") == "0":  # one summary, from the main process
+            print(json.dumps(summary, indent=2))
         return EXIT_OK
     if args.command == "sample":
         from .sampling import SampleSettings, run_sample
