@@ -86,26 +86,25 @@ def agreement(votes: EncodedVotes) -> Agreement:
 def vote_pairs(votes: EncodedVotes) -> pd.DataFrame:
     """Every unordered pair of votes on the same comparison: columns ``first``/``second`` (annotator
     codes, first < second), ``choice_first``/``choice_second``, ``round``."""
-    frame = pd.DataFrame(
-        {"comparison": votes.comparison, "annotator": votes.annotator, "choice": votes.choice}
-    )
-    joined = frame.merge(frame, on="comparison", suffixes=("_first", "_second"))
-    joined = joined[joined["annotator_first"] < joined["annotator_second"]]
+    order = np.lexsort((votes.annotator, votes.comparison))
+    comparison = votes.comparison[order]
+    sizes = np.bincount(comparison, minlength=votes.n_comparisons)
+    starts = np.cumsum(sizes) - sizes
+    # Each sorted vote pairs with the votes after it in its comparison: partners[i] of them.
+    partners = sizes[comparison] - (np.arange(len(order)) - starts[comparison]) - 1
+    first = np.repeat(np.arange(len(order)), partners)
+    block_starts = np.cumsum(partners) - partners
+    second = first + 1 + (np.arange(len(first)) - np.repeat(block_starts, partners))
+    first_vote, second_vote = order[first], order[second]
     return pd.DataFrame(
         {
-            "first": joined["annotator_first"].to_numpy(),
-            "second": joined["annotator_second"].to_numpy(),
-            "choice_first": joined["choice_first"].to_numpy(),
-            "choice_second": joined["choice_second"].to_numpy(),
-            "round": _round_of_comparison(votes)[joined["comparison"].to_numpy()],
+            "first": votes.annotator[first_vote],
+            "second": votes.annotator[second_vote],
+            "choice_first": votes.choice[first_vote],
+            "choice_second": votes.choice[second_vote],
+            "round": votes.round[first_vote],
         }
     )
-
-
-def _round_of_comparison(votes: EncodedVotes) -> npt.NDArray[np.int64]:
-    rounds = np.zeros(votes.n_comparisons, dtype=np.int64)
-    rounds[votes.comparison] = votes.round
-    return rounds
 
 
 def pairwise_agreement(votes: EncodedVotes, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -127,9 +126,10 @@ def pairwise_agreement(votes: EncodedVotes, pairs: pd.DataFrame | None = None) -
     same = pairs["choice_first"].to_numpy() == pairs["choice_second"].to_numpy()
     agreeing = np.bincount(pair_index, weights=same, minlength=n_pairs)
     # Value totals n_c over both coders' values on their common units.
-    marginals = np.zeros((n_pairs, k))
+    flat = np.zeros(n_pairs * k)
     for column in ("choice_first", "choice_second"):
-        np.add.at(marginals, (pair_index, pairs[column].to_numpy()), 1)
+        flat += np.bincount(pair_index * k + pairs[column].to_numpy(), minlength=n_pairs * k)
+    marginals = flat.reshape(n_pairs, k)
     total_values = 2.0 * overlap
     expected = total_values**2 - (marginals**2).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from .stats import LogisticFit, Proportion, fit_logistic, proportion, wilson_interval
@@ -56,40 +57,32 @@ def length_bias(votes: EncodedVotes) -> LengthBias:
 def model_win_rates(votes: EncodedVotes) -> pd.DataFrame:
     """Per model that wrote a response: ``appearances`` (votes on a comparison with that model on
     one side and another model on the other), ``wins``, ``losses``, ``ties``, ``both_bad``, and
-    ``win_rate`` = wins / (wins + losses) with a 95% Wilson CI. Comparisons of a model with itself
-    or with an unknown model (empty name) are left out."""
-    known = (votes.model_a != "") & (votes.model_b != "") & (votes.model_a != votes.model_b)
-    columns = ["model", "appearances", "wins", "losses", "ties", "both_bad"]
-    if not known.any():
-        empty = pd.DataFrame(
-            {c: pd.Series(dtype=object if c == "model" else np.int64) for c in columns}
-        )
-        for c in ("win_rate", "win_ci_low", "win_ci_high"):
-            empty[c] = pd.Series(dtype=np.float64)
-        return empty
+    ``win_rate`` = wins / (wins + losses) with a 95% Wilson CI, best first. Comparisons of a model
+    with itself or with an unknown model are left out."""
+    known = (votes.model_a >= 0) & (votes.model_b >= 0) & (votes.model_a != votes.model_b)
+    n_models = len(votes.model_names)
     choice = votes.choice[known]
-    sides = []
-    for model, won, lost in (
-        (votes.model_a[known], choice == A, choice == B),
-        (votes.model_b[known], choice == B, choice == A),
-    ):
-        sides.append(
-            pd.DataFrame(
-                {
-                    "model": model,
-                    "appearances": 1,
-                    "wins": won.astype(np.int64),
-                    "losses": lost.astype(np.int64),
-                    "ties": (choice == TIE).astype(np.int64),
-                    "both_bad": (choice == BOTH_BAD).astype(np.int64),
-                }
-            )
-        )
-    table = pd.concat(sides).groupby("model", sort=True).sum().reset_index()
-    decided = table["wins"] + table["losses"]
-    low, high = wilson_interval(table["wins"].to_numpy(), decided.to_numpy())
+    side_a, side_b = votes.model_a[known], votes.model_b[known]
+
+    def count(model: npt.NDArray[np.int64], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        return np.bincount(model[mask], minlength=n_models).astype(np.int64)
+
+    every = np.ones(len(choice), dtype=bool)
+    table = pd.DataFrame(
+        {
+            "model": votes.model_names.to_numpy(dtype=object),
+            "appearances": count(side_a, every) + count(side_b, every),
+            "wins": count(side_a, choice == A) + count(side_b, choice == B),
+            "losses": count(side_a, choice == B) + count(side_b, choice == A),
+            "ties": count(side_a, choice == TIE) + count(side_b, choice == TIE),
+            "both_bad": count(side_a, choice == BOTH_BAD) + count(side_b, choice == BOTH_BAD),
+        }
+    )
+    table = table[table["appearances"] > 0].copy()
+    decided = (table["wins"] + table["losses"]).to_numpy()
+    low, high = wilson_interval(table["wins"].to_numpy(), decided)
     with np.errstate(divide="ignore", invalid="ignore"):
-        table["win_rate"] = np.where(decided > 0, table["wins"] / decided, np.nan)
+        table["win_rate"] = np.where(decided > 0, table["wins"].to_numpy() / decided, np.nan)
     table["win_ci_low"] = low
     table["win_ci_high"] = high
     return table.sort_values(["win_rate", "model"], ascending=[False, True]).reset_index(drop=True)

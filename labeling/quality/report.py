@@ -101,6 +101,9 @@ def compute_quality(
     """
     thresholds = thresholds if thresholds is not None else Thresholds()
     encoded = encode_votes(votes)
+    fit: DawidSkeneFit = fit_dawid_skene(
+        encoded, n_iter=dawid_skene_iterations, tol=dawid_skene_tol
+    )
     pairs = vote_pairs(encoded)
 
     def section(mask: np.ndarray | None, round_number: int | None) -> Section:
@@ -116,9 +119,6 @@ def compute_quality(
             model_win_rates=model_win_rates(subset),
         )
 
-    fit: DawidSkeneFit = fit_dawid_skene(
-        encoded, n_iter=dawid_skene_iterations, tol=dawid_skene_tol
-    )
     rounds = {
         int(r): section(encoded.round == r, int(r)) for r in np.unique(encoded.round).tolist()
     }

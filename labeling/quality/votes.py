@@ -54,6 +54,7 @@ class EncodedVotes:
     ``comparison`` and ``annotator`` index into ``comparison_ids`` / ``annotator_ids``;
     ``choice`` into ``CHOICES``; ``left`` is 0 when A was on the left, 1 when B was; ``gold``
     is the gold choice code or -1. ``round`` is per vote (constant within a comparison).
+    ``model_a``/``model_b`` index into ``model_names``, -1 where the model is unknown.
     """
 
     comparison: npt.NDArray[np.int64]
@@ -63,12 +64,13 @@ class EncodedVotes:
     seconds: npt.NDArray[np.float64]
     len_a: npt.NDArray[np.float64]
     len_b: npt.NDArray[np.float64]
-    model_a: npt.NDArray[np.object_]
-    model_b: npt.NDArray[np.object_]
+    model_a: npt.NDArray[np.int64]
+    model_b: npt.NDArray[np.int64]
     round: npt.NDArray[np.int64]
     gold: npt.NDArray[np.int64]
     comparison_ids: pd.Index
     annotator_ids: pd.Index
+    model_names: pd.Index
 
     @property
     def n_votes(self) -> int:
@@ -100,6 +102,7 @@ class EncodedVotes:
             gold=self.gold[mask],
             comparison_ids=self.comparison_ids[comp_uniques],
             annotator_ids=self.annotator_ids[ann_uniques],
+            model_names=self.model_names,
         )
 
 
@@ -143,8 +146,8 @@ def encode_votes(frame: pd.DataFrame) -> EncodedVotes:
     annotator, annotator_ids = pd.factorize(frame["annotator"], sort=True)
     comparison = comparison.astype(np.int64)
     annotator = annotator.astype(np.int64)
-    key = comparison * len(annotator_ids) + annotator
-    if len(np.unique(key)) != len(key):
+    key = np.sort(comparison * len(annotator_ids) + annotator)
+    if (key[1:] == key[:-1]).any():
         raise ValueError("an annotator voted more than once on the same comparison")
 
     choice = _codes(frame["choice"], CHOICES, "choice")
@@ -156,13 +159,19 @@ def encode_votes(frame: pd.DataFrame) -> EncodedVotes:
         raise ValueError("round must be a whole number")
     round_codes = rounds.astype(np.int64)
     for name, values in (("round", round_codes), ("gold", gold)):
-        per_comparison = pd.Series(values).groupby(comparison).nunique()
-        if (per_comparison > 1).any():
-            example = comparison_ids[int(per_comparison.index[per_comparison > 1][0])]
+        # One value per comparison (any vote's); a vote that differs from it shows a conflict.
+        per_comparison = np.empty(len(comparison_ids), dtype=np.int64)
+        per_comparison[comparison] = values
+        conflicts = per_comparison[comparison] != values
+        if conflicts.any():
+            example = comparison_ids[int(comparison[np.argmax(conflicts)])]
             raise ValueError(f"comparison {example!r} has votes with different {name} values")
 
-    def models(name: str) -> npt.NDArray[np.object_]:
-        return frame[name].fillna("").astype(str).to_numpy(dtype=object)
+    # One vocabulary for both sides; a missing or empty name is an unknown model (-1).
+    names = pd.concat([frame["model_a"], frame["model_b"]], ignore_index=True).astype(object)
+    names = names.where(names.notna() & (names != ""))
+    model_codes, model_names = pd.factorize(names, sort=True)
+    model_codes = model_codes.astype(np.int64)
 
     return EncodedVotes(
         comparison=comparison,
@@ -172,12 +181,13 @@ def encode_votes(frame: pd.DataFrame) -> EncodedVotes:
         seconds=_numbers(frame, "seconds", allow_missing=True),
         len_a=_numbers(frame, "len_a", allow_missing=False),
         len_b=_numbers(frame, "len_b", allow_missing=False),
-        model_a=models("model_a"),
-        model_b=models("model_b"),
+        model_a=model_codes[: len(frame)],
+        model_b=model_codes[len(frame) :],
         round=round_codes,
         gold=gold,
         comparison_ids=pd.Index(comparison_ids),
         annotator_ids=pd.Index(annotator_ids),
+        model_names=pd.Index(model_names, dtype=object).astype(str),
     )
 
 

@@ -70,7 +70,7 @@ def test_pair_alpha_equals_the_package_for_every_pair():
     rows = [
         (c, a, CHOICES[rng.choice(4, p=[0.45, 0.35, 0.15, 0.05])])
         for c in range(80)
-        for a in rng.choice(6, size=3, replace=False)
+        for a in rng.choice(6, size=rng.integers(1, 6), replace=False)
     ]
     frame = pd.DataFrame(rows, columns=["comparison", "annotator", "choice"])
     full = frame.assign(
