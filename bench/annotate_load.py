@@ -318,13 +318,20 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def pairs_jsonl(first: int, stop: int) -> bytes:
-    """Pairs first..stop-1 as JSONL: the demo pairs cycled, each prompt tagged with its index."""
+    """Pairs first..stop-1 as JSONL: the demo pairs cycled, each prompt tagged with its index.
+
+    The tag keeps every line distinct: imports refuse exact duplicates."""
     demo = [json.loads(line) for line in DEMO_PAIRS.read_text().splitlines() if line.strip()]
     lines = []
     for index in range(first, stop):
         row = dict(demo[index % len(demo)])
+        tag = f"\n\n(bench item {index})"
         if isinstance(row.get("prompt"), str):
-            row["prompt"] = f"{row['prompt']}\n\n(bench item {index})"
+            row["prompt"] += tag
+        else:  # a chat prompt: tag its last (user) turn, or the cycle repeats it exactly
+            messages = [dict(message) for message in row["messages"]]
+            messages[-1]["content"] += tag
+            row["messages"] = messages
         lines.append(json.dumps(row))
     return ("\n".join(lines) + "\n").encode()
 

@@ -11,8 +11,22 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    Func,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from labeling.models import (
@@ -28,10 +42,6 @@ from labeling.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-# How many free candidates one lease attempt looks at before giving up on this pass; losing a
-# race for all of them just means another pass.
-_LEASE_CANDIDATES = 8
 
 
 class VoteRejected(Exception):
@@ -65,43 +75,56 @@ def lease_next_comparison(user: User, project: Project) -> Comparison | None:
 
     A comparison qualifies when it still needs votes, this annotator has not voted on it, and
     no one else holds a live lease on it. An annotator who already holds a live lease gets the
-    same comparison back (a reload must not skip work).
+    same comparison back (a reload must not skip work), its lease renewed.
 
-    Races: on PostgreSQL candidate rows are read FOR UPDATE SKIP LOCKED, so concurrent
-    annotators never wait on each other's rows; on every database the claim itself is a
-    conditional UPDATE, so of two annotators racing for one row exactly one wins.
+    Two queries: one UPDATE claims the first qualifying row (the annotator's own live lease
+    sorts first) through a subquery, then one SELECT reads it back with what the page shows.
+    Races: on PostgreSQL the subquery reads its row FOR UPDATE SKIP LOCKED, so concurrent
+    annotators never wait on each other's rows; on every database the UPDATE repeats the
+    conditions on the row itself, so of two annotators racing for one row exactly one wins
+    and the other, updating nothing, tries again.
     """
     now = timezone.now()
-    held = (
-        _open_for(user, project)
-        .filter(leased_to=user, lease_expires_at__gt=now)
-        .select_related("prompt", "round", "completion_a", "completion_b")
-        .first()
-    )
-    if held is not None:
-        return held
     expires = now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
+    mine_live = Q(leased_to=user, lease_expires_at__gt=now)
     while True:
         with transaction.atomic():
-            candidates = list(
+            candidate = (
                 _open_for(user, project)
                 .filter(_free_for(user, now))
-                .select_for_update(skip_locked=True)
-                .order_by("-vote_count", "id")
-                .values_list("id", flat=True)[:_LEASE_CANDIDATES]
-            )
-            if not candidates:
-                return None
-            for comparison_id in candidates:
-                claimed = (
-                    Comparison.objects.filter(id=comparison_id, vote_count__lt=F("votes_target"))
-                    .filter(_free_for(user, now))
-                    .update(leased_to=user, leased_at=now, lease_expires_at=expires)
+                .order_by(
+                    # NULL (a free row) is not true: PostgreSQL sorts NULLs first when descending.
+                    ExpressionWrapper(mine_live, output_field=BooleanField()).desc(nulls_last=True),
+                    "-vote_count",
+                    "id",
                 )
-                if claimed:
-                    return Comparison.objects.select_related(
-                        "prompt", "round", "completion_a", "completion_b"
-                    ).get(id=comparison_id)
+                .values("id")[:1]
+            )
+            if connection.features.has_select_for_update_skip_locked:
+                candidate = candidate.select_for_update(skip_locked=True)
+            claimed = (
+                Comparison.objects.filter(id__in=candidate, vote_count__lt=F("votes_target"))
+                .filter(_free_for(user, now))
+                .update(
+                    leased_to=user,
+                    # A renewed lease keeps its start: the vote's time taken counts from it.
+                    leased_at=Case(When(mine_live, then=F("leased_at")), default=Value(now)),
+                    lease_expires_at=expires,
+                )
+            )
+        if claimed:
+            leased = (
+                Comparison.objects.select_related("prompt", "round", "completion_a", "completion_b")
+                .filter(project=project, leased_to=user, lease_expires_at=expires)
+                .order_by("id")
+                .first()
+            )
+            if leased is not None:
+                return leased
+            # Taken over in between (only possible once the lease expired): lease again.
+            continue
+        if not _open_for(user, project).filter(_free_for(user, now)).exists():
+            return None
 
 
 @dataclass(frozen=True)
@@ -259,18 +282,54 @@ class AnnotatorProgress:
     remaining: int
 
 
-def get_annotator_progress(user: User, project: Project) -> AnnotatorProgress:
-    """Votes cast and comparisons left for one annotator.
+def _count(queryset: QuerySet[Any]) -> Coalesce:
+    """COUNT(*) of a queryset as a scalar subquery, for reading several counts in one query."""
+    counted = queryset.order_by().annotate(n=Func(F("id"), function="COUNT")).values("n")
+    return Coalesce(Subquery(counted[:1]), 0)
+
+
+@dataclass(frozen=True)
+class WorkbenchStatus:
+    progress: AnnotatorProgress
+    # The vote "Undo" would delete, if any is still inside the undo window.
+    undoable_vote_id: int | None
+
+
+def get_workbench_status(user: User, project: Project) -> WorkbenchStatus:
+    """The annotator's progress and undoable vote, read in one query.
 
     "Left" is the project's open comparisons minus the open ones this annotator already
-    voted on: two index-friendly counts instead of a NOT IN over every open comparison.
+    voted on: index-friendly counts instead of a NOT IN over every open comparison.
     """
     mine = Vote.objects.filter(annotator=user, comparison__project=project)
-    open_comparisons = Comparison.objects.filter(
-        project=project, vote_count__lt=F("votes_target")
-    ).count()
-    voted_open = mine.filter(comparison__vote_count__lt=F("comparison__votes_target")).count()
-    return AnnotatorProgress(voted=mine.count(), remaining=open_comparisons - voted_open)
+    cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
+    undoable = mine.filter(created_at__gt=cutoff).order_by("-created_at", "-id").values("id")
+    row = (
+        Project.objects.filter(pk=project.pk)
+        .annotate(
+            open_comparisons=_count(
+                Comparison.objects.filter(project=project, vote_count__lt=F("votes_target"))
+            ),
+            voted=_count(mine),
+            voted_open=_count(
+                mine.filter(comparison__vote_count__lt=F("comparison__votes_target"))
+            ),
+            undoable=Subquery(undoable[:1]),
+        )
+        .values("open_comparisons", "voted", "voted_open", "undoable")
+        .get()
+    )
+    return WorkbenchStatus(
+        progress=AnnotatorProgress(
+            voted=row["voted"], remaining=row["open_comparisons"] - row["voted_open"]
+        ),
+        undoable_vote_id=row["undoable"],
+    )
+
+
+def get_annotator_progress(user: User, project: Project) -> AnnotatorProgress:
+    """Votes cast and comparisons left for one annotator."""
+    return get_workbench_status(user, project).progress
 
 
 @dataclass(frozen=True)

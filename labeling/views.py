@@ -88,12 +88,13 @@ def _workbench_context(
 ) -> dict[str, Any]:
     project = membership.project
     user = current_user(request)
+    status = services.get_workbench_status(user, project)
     context: dict[str, Any] = {
         "project": project,
         "membership": membership,
         "comparison": comparison,
-        "progress": services.get_annotator_progress(user, project),
-        "undoable": services.get_undoable_vote(user, project),
+        "progress": status.progress,
+        "undoable": status.undoable_vote_id is not None,
         "notice": notice,
         "partial": "workbench",
     }
