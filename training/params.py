@@ -3,8 +3,9 @@ forms (training.forms), the API (api.runs) and the engine config check
 (training.services.validate_run_config) alike.
 
 A key that is not listed here is refused with an error naming it. Paths (data, model, out_dir,
-metrics_file, eval_data, reference_model), cache locations (cache_dir) and trust_remote_code
-are deliberately absent: PrefLab fills in the paths itself, and whether a model's own code may
+metrics_file, eval_data, reference_model), the reference log-prob cache (reference_cache_dir;
+training.engine.config.WORKER_MANAGED_KEYS lists them all) and trust_remote_code are
+deliberately absent: PrefLab fills in the paths itself, and whether a model's own code may
 run is a staff-only setting on the checkpoint (Checkpoint.trust_remote_code), never a
 hyperparameter.
 """

@@ -6,12 +6,15 @@ configs, follows the metrics stream into the database and turns exit statuses in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -36,7 +39,12 @@ from labeling.models import (
 )
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
-from training.engine.config import ConfigError, DPOConfig, config_from_dict
+from training.engine.config import (
+    WORKER_MANAGED_KEYS,
+    ConfigError,
+    DPOConfig,
+    config_from_dict,
+)
 from training.models import (
     Checkpoint,
     PairingMode,
@@ -65,6 +73,10 @@ SAMPLING_JOB = "sampling_job"
 TRAIN_TASK = "workers.tasks.train_run"
 SAMPLE_TASK = "workers.tasks.sample_round"
 GENERATION_KEYS = ("temperature", "top_p", "max_new_tokens", "seed", "finish_reason")
+# engine config keys only the worker sets (paths, the reference cache); never from run.config
+_MANAGED_KEYS = WORKER_MANAGED_KEYS | {"trust_remote_code"}
+REFERENCE_CACHE_PREFIX = "refcache"
+REFERENCE_CACHE_ENTRIES = "reference-*.safetensors"  # training.engine.refcache's file names
 
 
 class SamplingFailed(RuntimeError):
@@ -190,14 +202,91 @@ def request_cancel(run: TrainingRun) -> bool:
     )
 
 
+def reference_cache_key(run: TrainingRun) -> str:
+    """The artifact store key of the reference log-prob cache for the run's snapshot:
+    refcache/<the snapshot's data.jsonl SHA-256>.
+
+    Every entry the engine writes there (``reference-<key>.safetensors``, training.engine.
+    refcache) is for that data file; the engine's own key also covers the reference weights,
+    the tokenizer and the length settings, so runs on the same snapshot with another reference
+    keep apart entries in the same directory, and a worker fetches only its snapshot's entries.
+    """
+    digest = run.snapshot.sha256
+    if not digest:  # a snapshot built before its hash was recorded
+        sha = hashlib.sha256()
+        with snapshot_file(run.snapshot, "jsonl").open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                sha.update(block)
+        digest = sha.hexdigest()
+    return f"{REFERENCE_CACHE_PREFIX}/{digest}"
+
+
+def reference_cache_dir(run: TrainingRun) -> Path:
+    """The engine's reference_cache_dir: the store's own directory when it is local (shared by
+    every run and worker of this machine, nothing to copy), else this worker's persistent copy
+    under PREFLAB_WORK_DIR, which _stage_reference_cache fills and _publish_reference_cache
+    uploads from."""
+    return get_store().work_dir(reference_cache_key(run))
+
+
+def _stage_reference_cache(run: TrainingRun, cache_dir: Path) -> set[str]:
+    """S3: copy the snapshot's cache entries from the store into cache_dir (entries already
+    there are kept) and return the names the store holds. A failure costs only a recomputed
+    reference pass, so it is logged, not raised."""
+    store = get_store()
+    if store.is_local:
+        return set()
+    key = reference_cache_key(run)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=cache_dir))
+    names: set[str] = set()
+    try:
+        if store.exists(key):
+            store.fetch(key, temp / "entries")
+            for path in (temp / "entries").glob(REFERENCE_CACHE_ENTRIES):
+                names.add(path.name)
+                if not (cache_dir / path.name).exists():
+                    os.replace(path, cache_dir / path.name)  # atomic: readers see whole files
+    except Exception:
+        logger.warning("run %s: could not stage the reference cache %s", run.pk, key, exc_info=True)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    if names:
+        logger.info("run %s: staged %d reference cache entries of %s", run.pk, len(names), key)
+    return names
+
+
+def _publish_reference_cache(run: TrainingRun, cache_dir: Path, in_store: set[str]) -> None:
+    """S3: upload the entries of cache_dir that the store does not hold yet. An existing key is
+    never overwritten (a conditional PUT; a concurrent writer of the same key wrote the same
+    bytes)."""
+    store = get_store()
+    if store.is_local or not cache_dir.is_dir():
+        return
+    key = reference_cache_key(run)
+    for path in sorted(cache_dir.glob(REFERENCE_CACHE_ENTRIES)):
+        if path.name in in_store:
+            continue
+        try:
+            store.publish(path, f"{key}/{path.name}", immutable=True)
+        except FileExistsError:
+            continue
+        except Exception:
+            logger.warning("run %s: could not publish %s", run.pk, path, exc_info=True)
+            continue
+        logger.info("run %s: published reference cache entry %s/%s", run.pk, key, path.name)
+
+
 def _engine_config(run: TrainingRun) -> dict[str, Any]:
     out_dir = run_out_dir(run)
     config: dict[str, Any] = {
-        **run.config,
+        # run.config holds only training.params keys; the worker-managed ones are set here
+        **{k: v for k, v in run.config.items() if k not in _MANAGED_KEYS},
         "data": str(snapshot_file(run.snapshot, "jsonl")),
         "model": model_reference(run.start_checkpoint),
         "out_dir": str(out_dir),
         "metrics_file": str(out_dir / "metrics.jsonl"),
+        "reference_cache_dir": str(reference_cache_dir(run)),
         # Staff decide per checkpoint (Django admin) whether a model's own code may run; both
         # the policy and the reference model must allow it, as the engine loads both.
         "trust_remote_code": run.start_checkpoint.trust_remote_code
@@ -285,6 +374,8 @@ def _train(claimed: TrainingRun) -> None:
     out_dir = run_out_dir(run)
     out_dir.mkdir(parents=True, exist_ok=True)
     _restore_last_checkpoint(run, out_dir)
+    cache_dir = reference_cache_dir(run)
+    in_store = _stage_reference_cache(run, cache_dir)
     config_path = out_dir / "run.json"
     config_path.write_text(json.dumps(_engine_config(run), indent=2))
     resume = any(out_dir.glob("checkpoint-*"))
@@ -312,6 +403,8 @@ def _train(claimed: TrainingRun) -> None:
     # The last metrics lines (the final checkpoint, the summary) land before the status does.
     for event in follower.read_new():
         _record_event(run, event)
+    # Entries are complete files (written and renamed), so even a failed run's are sound.
+    _publish_reference_cache(run, cache_dir, in_store)
     _finish_run(run, code, engine.log_tail())
     _release_out_dir(run, out_dir)
 
