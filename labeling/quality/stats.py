@@ -80,15 +80,20 @@ def fit_logistic(x: npt.ArrayLike, y: npt.ArrayLike, max_iter: int = 50) -> Logi
     n = len(xs)
     if n < 3 or ys.min() == ys.max() or xs.min() == xs.max():
         return None
-    design = np.column_stack([np.ones(n), xs])
+    # The 2x2 information matrix and the score from sums, without an n x 2 design matrix.
+    xx = xs * xs
     beta = np.zeros(2)
-    for _ in range(max_iter):
-        eta = design @ beta
-        mu = 1.0 / (1.0 + np.exp(-eta))
+
+    def information_at(mu: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         w = mu * (1.0 - mu)
-        information = design.T @ (design * w[:, None])
+        wx = w @ xs
+        return np.array([[w.sum(), wx], [wx, w @ xx]])
+
+    for _ in range(max_iter):
+        mu = 1.0 / (1.0 + np.exp(-(beta[0] + beta[1] * xs)))
+        residual = ys - mu
         try:
-            step = np.linalg.solve(information, design.T @ (ys - mu))
+            step = np.linalg.solve(information_at(mu), [residual.sum(), residual @ xs])
         except np.linalg.LinAlgError:
             return None
         beta = beta + step
@@ -98,9 +103,8 @@ def fit_logistic(x: npt.ArrayLike, y: npt.ArrayLike, max_iter: int = 50) -> Logi
             break
     else:
         return None
-    mu = 1.0 / (1.0 + np.exp(-(design @ beta)))
-    information = design.T @ (design * (mu * (1.0 - mu))[:, None])
-    covariance = np.linalg.inv(information)
+    mu = 1.0 / (1.0 + np.exp(-(beta[0] + beta[1] * xs)))
+    covariance = np.linalg.inv(information_at(mu))
     se = math.sqrt(covariance[1, 1])
     p_value = float(2 * stats.norm.sf(abs(beta[1]) / se))
     return LogisticFit(float(beta[0]), float(beta[1]), se, p_value, n)

@@ -106,13 +106,34 @@ class EncodedVotes:
         )
 
 
+def _remap(codes: npt.NDArray[np.intp], lookup: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+    """``lookup[codes]``, keeping -1 (missing) as -1."""
+    if len(lookup) == 0:
+        return np.full(len(codes), -1, dtype=np.int64)
+    return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
+
+
 def _codes(column: pd.Series, allowed: tuple[str, ...], name: str) -> npt.NDArray[np.int64]:
-    codes = pd.Index(allowed).get_indexer(column).astype(np.int64)
-    bad = (codes < 0) & column.notna().to_numpy()
-    if bad.any():
-        examples = sorted({repr(v) for v in column[bad].unique()[:5]})
+    """Codes into ``allowed``, -1 where missing; factorising first keeps string hashing to the
+    column's own (Arrow) implementation and maps only its few distinct values."""
+    codes, uniques = pd.factorize(column)
+    lookup = pd.Index(allowed, dtype=object).get_indexer(pd.Index(uniques, dtype=object))
+    if (lookup < 0).any():
+        examples = sorted(repr(v) for v in list(pd.Index(uniques, dtype=object)[lookup < 0])[:5])
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {', '.join(examples)}")
-    return codes
+    return _remap(codes, lookup)
+
+
+def _model_codes(frame: pd.DataFrame) -> tuple[npt.NDArray[np.int64], ...]:
+    """Codes of model_a and model_b into one sorted vocabulary; -1 for a missing or empty name."""
+    factorized = [pd.factorize(frame[name]) for name in ("model_a", "model_b")]
+    names = sorted({str(v) for _, uniques in factorized for v in uniques} - {""})
+    vocabulary = pd.Index(names, dtype=object)
+    codes = []
+    for values, uniques in factorized:
+        lookup = vocabulary.get_indexer(pd.Index([str(v) for v in uniques], dtype=object))
+        codes.append(_remap(values, lookup))
+    return codes[0], codes[1], vocabulary
 
 
 def _numbers(frame: pd.DataFrame, name: str, *, allow_missing: bool) -> npt.NDArray[np.float64]:
@@ -167,11 +188,7 @@ def encode_votes(frame: pd.DataFrame) -> EncodedVotes:
             example = comparison_ids[int(comparison[np.argmax(conflicts)])]
             raise ValueError(f"comparison {example!r} has votes with different {name} values")
 
-    # One vocabulary for both sides; a missing or empty name is an unknown model (-1).
-    names = pd.concat([frame["model_a"], frame["model_b"]], ignore_index=True).astype(object)
-    names = names.where(names.notna() & (names != ""))
-    model_codes, model_names = pd.factorize(names, sort=True)
-    model_codes = model_codes.astype(np.int64)
+    model_a, model_b, model_names = _model_codes(frame)
 
     return EncodedVotes(
         comparison=comparison,
@@ -181,13 +198,13 @@ def encode_votes(frame: pd.DataFrame) -> EncodedVotes:
         seconds=_numbers(frame, "seconds", allow_missing=True),
         len_a=_numbers(frame, "len_a", allow_missing=False),
         len_b=_numbers(frame, "len_b", allow_missing=False),
-        model_a=model_codes[: len(frame)],
-        model_b=model_codes[len(frame) :],
+        model_a=model_a,
+        model_b=model_b,
         round=round_codes,
         gold=gold,
         comparison_ids=pd.Index(comparison_ids),
         annotator_ids=pd.Index(annotator_ids),
-        model_names=pd.Index(model_names, dtype=object).astype(str),
+        model_names=model_names,
     )
 
 
