@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
-from training.engine.config import LOSS_TYPES
+from training.engine.config import LOSS_TYPES, TRACKERS
 
 SEED_MAX = 2**32 - 1
 # A run may write at most this many step checkpoints (save_every against the step count).
 MAX_SAVED_CHECKPOINTS = 100
+# The most values a list parameter (loss_weights) takes.
+MAX_LIST_ITEMS = 16
 
 
 class ParamError(ValueError):
@@ -48,6 +51,10 @@ class Param:
     exclusive_maximum: bool = False  # the maximum itself is not allowed
     choices: tuple[tuple[str, str], ...] = ()
     optional: bool = False  # null (None) is allowed and means "not set"
+    # a list of values of `kind`, each checked as one value (no repeats among choices);
+    # with `single` a lone value is accepted as well and stays a lone value
+    many: bool = False
+    single: bool = False
 
     def check(self, value: Any) -> Any:
         """Return the value if it is allowed (ints given as 3.0 stay refused), else raise."""
@@ -55,6 +62,22 @@ class Param:
             if self.optional:
                 return None
             raise ParamError(self.name, "must be set")
+        if self.many and not (self.single and not isinstance(value, list)):
+            return self._check_list(value)
+        return self._check_one(value)
+
+    def _check_list(self, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise ParamError(self.name, f"must be a list, got {value!r}")
+        limit = len(self.choices) if self.choices else MAX_LIST_ITEMS
+        if len(value) > limit:
+            raise ParamError(self.name, f"takes at most {limit} values, got {len(value)}")
+        items = [self._check_one(item) for item in value]
+        if self.choices and len(set(items)) != len(items):
+            raise ParamError(self.name, "names a value twice")
+        return items
+
+    def _check_one(self, value: Any) -> Any:
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise ParamError(self.name, f"must be true or false, got {value!r}")
@@ -90,7 +113,12 @@ class Param:
             common["initial"] = self.default
         if self.kind is bool:
             return forms.BooleanField(**common)
-        if self.kind is str:
+        if self.many and not self.single:
+            if self.kind is not str:
+                raise TypeError(f"{self.name}: a list of numbers has no form field")
+            common["required"] = False
+            return forms.MultipleChoiceField(choices=self.choices, **common)
+        if self.kind is str:  # a `single` list parameter: the form offers one value
             return forms.ChoiceField(choices=self.choices, **common)
         bounds: dict[str, Any] = {}
         if self.minimum is not None:
@@ -115,8 +143,16 @@ def _below(name: str, maximum: float) -> Any:
 
 RUN_PARAMS: tuple[Param, ...] = (
     Param(
-        "loss_type", str, "sigmoid", "The preference loss; sigmoid is DPO.",
+        "loss_type", str, "sigmoid",
+        "The preference loss; sigmoid is DPO. The API also takes a list of losses, summed with "
+        "loss_weights (e.g. sigmoid and sft: RPO).",
         label="Loss", choices=tuple((name, f"{name}: {text}") for name, text in LOSS_TYPES.items()),
+        many=True, single=True,
+    ),
+    Param(
+        "loss_weights", float, None,
+        "One weight per loss of a loss_type list; empty: 1 each.",
+        minimum=1e-6, maximum=1e6, optional=True, many=True,
     ),
     Param(
         "beta", float, 0.1, "Strength of the pull towards the reference model.",
@@ -134,6 +170,10 @@ RUN_PARAMS: tuple[Param, ...] = (
     Param(
         "reference_free", bool, False,
         "Take the reference model's log-ratio as 0 and never load a reference model.",
+    ),
+    Param(
+        "use_pair_weights", bool, True,
+        "Weight each pair by the snapshot's optional weight column.",
     ),
     Param(
         "learning_rate", float, 5e-6, "Peak AdamW learning rate.", minimum=1e-9, maximum=1e-2,
@@ -190,6 +230,35 @@ RUN_PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "length_bucketing", bool, True, "Group pairs of similar length to cut padding.",
+    ),
+    Param(
+        "shuffle", bool, True, "Off: steps take the pairs in snapshot order (no bucketing).",
+    ),
+    Param(
+        "padding_free", bool, False, "Pack each micro-batch into one row without padding.",
+    ),
+    Param(
+        "compile", str, "auto", "torch.compile the model; auto: on a GPU only.",
+        label="Compile", choices=(("auto", "Auto"), ("off", "Off"), ("on", "On")),
+    ),
+    Param(
+        "processes", int, None,
+        "Training processes (GPUs); empty: the worker's PREFLAB_TRAIN_PROCESSES, also the most.",
+        minimum=1, maximum=1024, optional=True,
+    ),
+    Param(
+        "distributed", str, "ddp", "With several processes: ddp replicas or fsdp shards.",
+        choices=(("ddp", "DDP"), ("fsdp", "FSDP")),
+    ),
+    Param(
+        "trackers", str, None,
+        "Experiment trackers beside the metrics; empty: tensorboard, wandb, mlflow if set up.",
+        choices=tuple((name, name) for name in TRACKERS), optional=True, many=True,
+    ),
+    Param(
+        "divergence_factor", float, 10.0,
+        "Stop when the train loss exceeds this multiple of the first; empty disables.",
+        minimum=1.0, maximum=1e6, optional=True,
     ),
     Param(
         "lora", bool, False, "Train a LoRA adapter instead of all weights.",
@@ -276,6 +345,18 @@ def check_run_params(values: Mapping[str, Any]) -> dict[str, Any]:
         raise ParamError("micro_batch_size", "must divide the batch size")
     if checked["max_prompt_length"] >= checked["max_length"]:
         raise ParamError("max_prompt_length", "must be below max_length")
+    losses = checked["loss_type"] if isinstance(checked["loss_type"], list) else [1]
+    weights = checked["loss_weights"]
+    if weights is not None and len(weights) != len(losses):
+        raise ParamError(
+            "loss_weights",
+            f"{len(weights)} weight(s) for {len(losses)} loss type(s); give one each",
+        )
+    limit = max(1, settings.PREFLAB_TRAIN_PROCESSES)
+    if checked["processes"] is not None and checked["processes"] > limit:
+        raise ParamError(
+            "processes", f"at most {limit} (PREFLAB_TRAIN_PROCESSES), got {checked['processes']}"
+        )
     # Which losses take label smoothing, and the like, the engine's own check decides.
     max_steps, save_every = checked["max_steps"], checked["save_every"]
     if max_steps is not None and save_every and max_steps / save_every > MAX_SAVED_CHECKPOINTS:
@@ -315,3 +396,40 @@ def check_prompt_limit(prompt_limit: Any, prompt_count: int) -> int | None:
             f"must be between 1 and the project's {prompt_count:,} prompts, got {prompt_limit:,}",
         )
     return prompt_limit
+
+
+def markdown_table(params: Iterable[Param]) -> str:
+    """The rows of docs/api.md's run parameter table (tests/api/test_run_params.py keeps the
+    docs equal to this; regenerate with ``DEBUG=1 DJANGO_SETTINGS_MODULE=config.settings
+    python -c 'import django; django.setup(); from training.params import *;
+    print(markdown_table(RUN_PARAMS))'``)."""
+    rows = ["| key | type | allowed | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for param in params:
+        kind = param.kind.__name__
+        if param.many:
+            kind = f"{kind} or list of {kind}" if param.single else f"list of {kind}"
+        if param.kind is bool:
+            allowed = "`true`/`false`"
+        elif param.choices:
+            allowed = ", ".join(f"`{choice}`" for choice, _ in param.choices)
+        elif param.exclusive_maximum:
+            allowed = f"≥ {param.minimum:g}, < {param.maximum:g}"
+        else:
+            allowed = f"{param.minimum:g} … {param.maximum:g}"
+        if param.optional:
+            allowed += ", or `null`"
+        rows.append(
+            f"| `{param.name}` | {kind} | {allowed} | `{_json_default(param.default)}` "
+            f"| {param.help} |"
+        )
+    return "\n".join(rows)
+
+
+def _json_default(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

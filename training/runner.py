@@ -36,9 +36,10 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def engine_command(*args: str) -> list[str]:
+def engine_command(*args: str, processes: int | None = None) -> list[str]:
+    """processes: a run's own count (training.services); default PREFLAB_TRAIN_PROCESSES."""
     python = settings.PREFLAB_ENGINE_PYTHON or sys.executable
-    processes = settings.PREFLAB_TRAIN_PROCESSES
+    processes = settings.PREFLAB_TRAIN_PROCESSES if processes is None else processes
     if processes > 1 and args and args[0] in {"train", "sft"}:
         return [
             python, "-m", "accelerate.commands.launch", "--num_processes", str(processes),

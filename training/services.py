@@ -132,6 +132,8 @@ def validate_run_config(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     except ParamError as exc:
         raise RunRefused(str(exc), key=exc.key) from None
     placeholder = {"data": "-", "model": "-", "out_dir": "-", **checked}
+    if placeholder["processes"] is None:  # the worker's count (run_processes)
+        placeholder["processes"] = max(1, settings.PREFLAB_TRAIN_PROCESSES)
     try:
         config_from_dict(DPOConfig, placeholder)
     except ConfigError as exc:
@@ -291,10 +293,18 @@ def _engine_config(run: TrainingRun) -> dict[str, Any]:
         # the policy and the reference model must allow it, as the engine loads both.
         "trust_remote_code": run.start_checkpoint.trust_remote_code
         and (run.reference_checkpoint is None or run.reference_checkpoint.trust_remote_code),
+        # the count the worker launches (engine_command) and the engine checks it runs in
+        "processes": run_processes(run),
     }
     if run.reference_checkpoint is not None:
         config["reference_model"] = model_reference(run.reference_checkpoint)
     return config
+
+
+def run_processes(run: TrainingRun) -> int:
+    """The run's training processes: its own `processes` (at most PREFLAB_TRAIN_PROCESSES,
+    training.params), else the worker's PREFLAB_TRAIN_PROCESSES."""
+    return int(run.config.get("processes") or max(1, settings.PREFLAB_TRAIN_PROCESSES))
 
 
 def _record_event(run: TrainingRun, event: dict[str, Any]) -> None:
@@ -380,7 +390,9 @@ def _train(claimed: TrainingRun) -> None:
     config_path.write_text(json.dumps(_engine_config(run), indent=2))
     resume = any(out_dir.glob("checkpoint-*"))
     args = ["train", "--config", str(config_path)] + (["--resume"] if resume else [])
-    engine = EngineProcess(engine_command(*args), out_dir / "engine.log")
+    engine = EngineProcess(
+        engine_command(*args, processes=run_processes(run)), out_dir / "engine.log"
+    )
     follower = MetricsFollower(out_dir / "metrics.jsonl")
     last_log = 0.0
 

@@ -84,12 +84,100 @@ def test_paths_and_code_execution_are_refused_naming_the_key(
         ({"loss_type": "ipo", "label_smoothing": 0.1}, "label_smoothing"),
         ({"batch_size": 16, "micro_batch_size": 5}, "micro_batch_size"),
         ({"max_length": 64, "max_prompt_length": 64}, "max_prompt_length"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0]}, "loss_weights"),
+        ({"loss_type": "sigmoid", "loss_weights": [1.0, 1.0]}, "loss_weights"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.0]}, "loss_weights"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, -2.0]}, "loss_weights"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, "2"]}, "loss_weights"),
+        ({"loss_type": ["sigmoid", "sft"], "loss_weights": 1.0}, "loss_weights"),
+        ({"loss_type": ["sigmoid", "hinge_and_more"]}, "loss_type"),
+        ({"loss_type": ["sigmoid", "sigmoid"]}, "loss_type"),
+        ({"loss_type": []}, "loss_type"),
+        ({"loss_type": ["simpo", "sigmoid"]}, "loss_type"),
+        ({"loss_type": ["sigmoid"], "simpo_gamma": -1.0}, "simpo_gamma"),
+        ({"trackers": ["tensorboard", "comet"]}, "trackers"),
+        ({"trackers": "tensorboard"}, "trackers"),
+        ({"compile": "max-autotune"}, "compile"),
+        ({"distributed": "deepspeed"}, "distributed"),
+        ({"processes": 2}, "processes"),
+        ({"processes": 0}, "processes"),
+        ({"divergence_factor": 1.0}, "divergence_factor"),
+        ({"padding_free": "yes"}, "padding_free"),
+        ({"shuffle": None}, "shuffle"),
     ],
 )
 def test_out_of_bounds_values_get_422_naming_the_key(
     world: World, client: Client, hyperparameters: dict[str, Any], key: str
 ) -> None:
     assert refused_key(post_run(client, world, hyperparameters)) == key
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", ["NaN", "Infinity"])
+def test_non_finite_loss_weights_get_422_naming_them(world: World, client: Client, number: str):
+    raw = json.dumps(
+        {
+            "snapshot_id": world.home.snapshot.id,
+            "start_checkpoint_id": world.home.checkpoint.id,
+            "hyperparameters": {"loss_type": ["sigmoid", "sft"], "loss_weights": [1, "X"]},
+        }
+    ).replace('"X"', number)
+    assert refused_key(post_run(client, world, None, raw=raw)) == "loss_weights"
+
+
+@pytest.mark.django_db
+def test_a_combined_loss_and_the_engine_options_are_accepted_and_passed_on(
+    world: World, client: Client
+) -> None:
+    hyperparameters = {
+        "loss_type": ["sigmoid", "sft"],
+        "loss_weights": [1.0, 0.5],
+        "use_pair_weights": False,
+        "shuffle": False,
+        "divergence_factor": None,
+        "padding_free": True,
+        "compile": "off",
+        "trackers": [],
+        "distributed": "fsdp",
+    }
+    response = post_run(client, world, hyperparameters)
+    assert response.status_code == 202, response.content
+    config = response.json()["run"]["config"]
+    assert {key: config[key] for key in hyperparameters} == hyperparameters
+    run = TrainingRun.objects.get(id=response.json()["run"]["id"])
+    engine_config = services._engine_config(run)
+    assert engine_config["loss_type"] == ["sigmoid", "sft"] and engine_config["processes"] == 1
+    # A lone loss name stays a name; no tracker list means the engine's default.
+    single = post_run(client, world, {"loss_type": "ipo", "trackers": ["tensorboard", "mlflow"]})
+    assert single.status_code == 202, single.content
+    single_config = single.json()["run"]["config"]
+    assert single_config["loss_type"] == "ipo" and single_config["loss_weights"] is None
+    assert single_config["trackers"] == ["tensorboard", "mlflow"]
+
+
+@pytest.mark.django_db
+def test_processes_are_bounded_by_the_workers_count_and_launched_as_asked(
+    world: World, client: Client, settings: Any
+) -> None:
+    from training.runner import engine_command
+
+    settings.PREFLAB_TRAIN_PROCESSES = 4
+    assert refused_key(post_run(client, world, {"processes": 5})) == "processes"
+    response = post_run(client, world, {"processes": 2})
+    assert response.status_code == 202, response.content
+    run = TrainingRun.objects.get(id=response.json()["run"]["id"])
+    assert services._engine_config(run)["processes"] == 2
+    command = engine_command("train", "--config", "x", processes=services.run_processes(run))
+    assert command[command.index("--num_processes") + 1] == "2"
+    # Unset: the worker's own count, as before the setting existed.
+    default = TrainingRun.objects.get(id=post_run(client, world, {}).json()["run"]["id"])
+    assert services.run_processes(default) == 4
+    assert services._engine_config(default)["processes"] == 4
+    one = post_run(client, world, {"processes": 1}).json()["run"]["id"]
+    plain = engine_command(
+        "train", processes=services.run_processes(TrainingRun.objects.get(id=one))
+    )
+    assert "accelerate.commands.launch" not in plain
 
 
 @pytest.mark.django_db
@@ -278,3 +366,7 @@ def test_docs_list_every_run_parameter_with_its_default() -> None:
     for param in RUN_PARAMS:
         assert param.name in rows, f"docs/api.md does not list {param.name}"
         assert param.help in rows[param.name], param.name
+    # The table is generated: regenerate it as training.params.markdown_table says.
+    from training.params import markdown_table
+
+    assert markdown_table(RUN_PARAMS) in docs
