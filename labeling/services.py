@@ -13,18 +13,13 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import (
-    BooleanField,
-    Case,
     Count,
-    ExpressionWrapper,
     F,
     Func,
     Q,
     QuerySet,
     Subquery,
     Sum,
-    Value,
-    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -70,34 +65,42 @@ def _open_for(user: User, project: Project) -> QuerySet[Comparison]:
     )
 
 
-def lease_next_comparison(user: User, project: Project) -> Comparison | None:
+def lease_next_comparison(
+    user: User, project: Project, *, may_hold: bool = True
+) -> Comparison | None:
     """Reserve the annotator's next comparison, or return None when nothing is left for them.
 
     A comparison qualifies when it still needs votes, this annotator has not voted on it, and
     no one else holds a live lease on it. An annotator who already holds a live lease gets the
-    same comparison back (a reload must not skip work), its lease renewed.
+    same comparison back (a reload must not skip work). An annotator holds at most one live
+    lease per project; a caller that knows they hold none (cast_vote just released it) passes
+    may_hold=False and saves the query that looks for it.
 
-    Two queries: one UPDATE claims the first qualifying row (the annotator's own live lease
-    sorts first) through a subquery, then one SELECT reads it back with what the page shows.
+    The claim is one UPDATE of the first qualifying row, picked by a subquery in the order of
+    the lease index (most votes first), then one SELECT reads it back with what the page shows.
     Races: on PostgreSQL the subquery reads its row FOR UPDATE SKIP LOCKED, so concurrent
     annotators never wait on each other's rows; on every database the UPDATE repeats the
     conditions on the row itself, so of two annotators racing for one row exactly one wins
     and the other, updating nothing, tries again.
     """
+    related = ("prompt", "round", "completion_a", "completion_b")
     now = timezone.now()
+    if may_hold:
+        held = (
+            _open_for(user, project)
+            .filter(leased_to=user, lease_expires_at__gt=now)
+            .select_related(*related)
+            .first()
+        )
+        if held is not None:
+            return held
     expires = now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
-    mine_live = Q(leased_to=user, lease_expires_at__gt=now)
     while True:
         with transaction.atomic():
             candidate = (
                 _open_for(user, project)
                 .filter(_free_for(user, now))
-                .order_by(
-                    # NULL (a free row) is not true: PostgreSQL sorts NULLs first when descending.
-                    ExpressionWrapper(mine_live, output_field=BooleanField()).desc(nulls_last=True),
-                    "-vote_count",
-                    "id",
-                )
+                .order_by("-vote_count", "id")
                 .values("id")[:1]
             )
             if connection.features.has_select_for_update_skip_locked:
@@ -105,18 +108,12 @@ def lease_next_comparison(user: User, project: Project) -> Comparison | None:
             claimed = (
                 Comparison.objects.filter(id__in=candidate, vote_count__lt=F("votes_target"))
                 .filter(_free_for(user, now))
-                .update(
-                    leased_to=user,
-                    # A renewed lease keeps its start: the vote's time taken counts from it.
-                    leased_at=Case(When(mine_live, then=F("leased_at")), default=Value(now)),
-                    lease_expires_at=expires,
-                )
+                .update(leased_to=user, leased_at=now, lease_expires_at=expires)
             )
         if claimed:
             leased = (
-                Comparison.objects.select_related("prompt", "round", "completion_a", "completion_b")
+                Comparison.objects.select_related(*related)
                 .filter(project=project, leased_to=user, lease_expires_at=expires)
-                .order_by("id")
                 .first()
             )
             if leased is not None:
@@ -239,6 +236,10 @@ def undo_last_vote(user: User, project: Project) -> Comparison:
             raise VoteRejected("There is no recent vote to undo.")
         comparison = Comparison.objects.select_for_update().get(id=vote.comparison_id)
         vote.delete()
+        # The undone comparison becomes the annotator's one lease in this project.
+        Comparison.objects.filter(project=project, leased_to=user).exclude(id=comparison.id).update(
+            leased_to=None, leased_at=None, lease_expires_at=None
+        )
         Comparison.objects.filter(id=comparison.id).update(vote_count=F("vote_count") - 1)
         Comparison.objects.filter(id=comparison.id).filter(_free_for(user, now)).update(
             leased_to=user,

@@ -143,6 +143,7 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
     data = form.cleaned_data
     notice = "Vote saved."
     user = current_user(request)
+    saved = True
     try:
         services.cast_vote(
             user,
@@ -153,13 +154,15 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
             ),
         )
     except services.VoteRejected as exc:
+        saved = False
         # A retried submit whose first try was stored: say so, and move on as a success.
         stored = services.stored_vote(user, project, data["client_key"])
         notice = "Your vote was already saved." if stored else str(exc)
     if not request.htmx:  # type: ignore[attr-defined]
         messages.info(request, notice)
         return see_other(reverse("labeling:annotate", args=[project.id]))
-    comparison = services.lease_next_comparison(current_user(request), project)
+    # A saved vote released the annotator's lease: there is no held one to look for.
+    comparison = services.lease_next_comparison(user, project, may_hold=not saved)
     return render_page(
         request,
         "labeling/annotate.html",

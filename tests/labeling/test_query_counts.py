@@ -9,14 +9,21 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from labeling.models import Comparison, Vote
-from labeling.services import left_side_for
+from labeling.services import (
+    VoteInput,
+    cast_vote,
+    lease_next_comparison,
+    left_side_for,
+    undo_last_vote,
+)
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
-# Session, user, membership + project, lease (claim, read back), progress + undo (one query).
-GET_NEXT_QUERIES = 6
+# Session, user, membership + project, the held lease (none on a first visit; a reload stops
+# here), the claim and its read-back, progress + undo (one query).
+GET_NEXT_QUERIES = 7
 # Session, user, membership + project, the vote (lock, count, insert), the next lease (claim,
-# read back), progress + undo.
+# read back: the vote released the held one, so no look for it), progress + undo.
 SUBMIT_QUERIES = 9
 
 
@@ -68,3 +75,23 @@ def test_get_next_and_vote_submit_stay_within_their_query_budgets(client, projec
     following = Comparison.objects.get(leased_to=annotator)
     assert following.id != held.id
     assert f'value="{following.id}"'.encode() in answer.content
+
+
+@pytest.mark.django_db
+def test_undo_leaves_the_annotator_one_lease_so_a_vote_needs_no_look_for_a_held_one(
+    project, annotator
+):
+    """Submit skips the held-lease query because an annotator holds one lease at most: undo,
+    which leases the undone comparison back, must release the one they were shown meanwhile."""
+    first = lease_next_comparison(annotator, project)
+    cast_vote(annotator, project, first.id, VoteInput("tie"))
+    shown = lease_next_comparison(annotator, project, may_hold=False)
+    assert shown is not None and shown.id != first.id
+    undo_last_vote(annotator, project)
+    assert list(Comparison.objects.filter(leased_to=annotator).values_list("id", flat=True)) == [
+        first.id
+    ]
+    cast_vote(annotator, project, first.id, VoteInput("tie"))
+    after = lease_next_comparison(annotator, project, may_hold=False)
+    assert after is not None
+    assert Comparison.objects.filter(leased_to=annotator).count() == 1
