@@ -87,14 +87,22 @@ def sending_to(url: str) -> Iterator[None]:
     """This process's Celery app (what core.jobs.enqueue sends through) talks to url."""
     from workers.celery import app
 
-    saved = app.conf.broker_url
-    app.conf.broker_url = url
-    app._pool = None  # the producer pool is bound to the broker it was created for
+    def forget_connections() -> None:
+        # The connection and producer pools are bound to the broker they were created for
+        # (what Celery itself resets after a fork).
+        app._pool = None
+        if "amqp" in app.__dict__:
+            app.amqp._producer_pool = None
+
+    # The file-system default names its transport class (settings); Redis names none.
+    saved = app.conf.broker_url, app.conf.broker_transport
+    app.conf.broker_url, app.conf.broker_transport = url, None
+    forget_connections()
     try:
         yield
     finally:
-        app.conf.broker_url = saved
-        app._pool = None
+        app.conf.broker_url, app.conf.broker_transport = saved
+        forget_connections()
 
 
 def worker_alive(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
