@@ -96,11 +96,19 @@ def sending_to(url: str) -> Iterator[None]:
 
     # The file-system default names its transport class (settings); Redis names none.
     saved = app.conf.broker_url, app.conf.broker_transport
+    # Celery's broker_url prefers the CELERY_BROKER_URL environment variable (set in CI) over
+    # the configured value, so that has to point at the test's server too.
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = url
     app.conf.broker_url, app.conf.broker_transport = url, None
     forget_connections()
     try:
         yield
     finally:
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
         app.conf.broker_url, app.conf.broker_transport = saved
         forget_connections()
 
