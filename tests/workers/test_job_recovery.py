@@ -85,7 +85,9 @@ def test_a_snapshot_build_killed_mid_way_is_rebuilt(start_worker, make_project, 
     )
     assert rebuilt.row_count == 8 and rebuilt.attempts == 2
     assert rebuilt.sha256 == reference.sha256
-    assert f"snapshot {snapshot.pk}: Worker" in rescuer.log_path.read_text()
+    # Whichever live worker took the watchdog's task from the queue logged what it did.
+    logs = [worker.log_path.read_text() for worker in {*workers, rescuer}]
+    assert any(f"snapshot {snapshot.pk}: Worker" in log for log in logs)
 
 
 def test_a_sampling_job_killed_mid_way_fails_with_a_hint(start_worker, make_project, tiny_model):
