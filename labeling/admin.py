@@ -11,11 +11,17 @@ from django.urls import path, reverse
 from labeling.forms import ImportForm
 from labeling.importers import ImportFailed, import_file
 from labeling.models import (
+    Adjudication,
+    AnnotatorExclusion,
     Comparison,
     Completion,
+    Invite,
+    ItemFlag,
+    Judge,
     Membership,
     Project,
     Prompt,
+    QualityReport,
     Round,
     Snapshot,
     Vote,
@@ -100,7 +106,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Round)
 class RoundAdmin(admin.ModelAdmin):
-    list_display = ["project", "number", "source", "status", "created_at"]
+    list_display = ["project", "number", "purpose", "source", "status", "created_at"]
     list_filter = ["status", "project"]
     search_fields = ["project__name", "source"]
 
@@ -147,7 +153,7 @@ class VoteAdmin(admin.ModelAdmin):
         "id", "comparison_id", "annotator", "choice", "strength", "left_side", "time_taken_ms",
         "imported_from", "created_at",
     ]  # fmt: skip
-    list_filter = ["choice", "strength", "left_side", "comparison__project"]
+    list_filter = ["source", "choice", "strength", "left_side", "comparison__project"]
     search_fields = ["annotator__username", "rationale", "imported_from"]
     raw_id_fields = ["comparison", "chosen", "rejected", "annotator"]
     list_select_related = ["annotator"]
@@ -179,3 +185,52 @@ class SnapshotAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(Judge)
+class JudgeAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "kind", "version", "enabled", "created_at"]
+    list_filter = ["kind", "enabled", "project"]
+    search_fields = ["name", "project__name"]
+    # The configuration may name a secret setting; it never holds the secret itself.
+    readonly_fields = ["version", "created_by", "created_at"]
+
+
+@admin.register(Adjudication)
+class AdjudicationAdmin(admin.ModelAdmin):
+    list_display = ["comparison", "choice", "reviewer", "updated_at"]
+    list_filter = ["choice", "comparison__project"]
+    search_fields = ["reviewer__username", "note", "comparison__id"]
+    raw_id_fields = ["comparison"]
+
+
+@admin.register(AnnotatorExclusion)
+class AnnotatorExclusionAdmin(admin.ModelAdmin):
+    list_display = ["annotator", "project", "created_by", "created_at", "lifted_at"]
+    list_filter = ["project", "lifted_at"]
+    search_fields = ["annotator__username", "reason"]
+
+
+@admin.register(ItemFlag)
+class ItemFlagAdmin(admin.ModelAdmin):
+    list_display = ["comparison", "kind", "reason", "user", "created_at", "resolved_at"]
+    list_filter = ["kind", "reason", "comparison__project"]
+    search_fields = ["user__username", "note", "comparison__id"]
+    raw_id_fields = ["comparison"]
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ["project", "role", "created_by", "created_at", "expires_at", "used_by"]
+    list_filter = ["role", "project"]
+    search_fields = ["project__name", "created_by__username", "used_by__username"]
+    # The token itself is shown once to its creator; only its hash is stored.
+    readonly_fields = ["token_hash"]
+
+
+@admin.register(QualityReport)
+class QualityReportAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "round", "status", "vote_count", "finished_at"]
+    list_filter = ["status", "project"]
+    search_fields = ["id", "project__name"]
+    readonly_fields = ["data"]

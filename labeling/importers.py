@@ -42,6 +42,7 @@ from labeling.models import (
     Round,
     Side,
     Vote,
+    VoteSource,
 )
 
 
@@ -475,6 +476,7 @@ def import_rows(
                         rejected=comparison.completion_b,
                         left_side=Side.A,
                         imported_from=source,
+                        source=VoteSource.IMPORTED,
                     )
                     for comparison in comparisons
                 ],

@@ -21,6 +21,12 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+class QueueOrder(models.TextChoices):
+    NEWEST_ROUND = "newest_round", "Newest round first"
+    FEWEST_VOTES = "fewest_votes", "Fewest votes first"
+    RANDOM = "random", "Random"
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
@@ -34,6 +40,31 @@ class Project(models.Model):
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="projects"
+    )
+    queue_order = models.CharField(
+        max_length=16,
+        choices=QueueOrder.choices,
+        default=QueueOrder.NEWEST_ROUND,
+        help_text="Which open comparison an annotator is served next.",
+    )
+    gold_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of an annotator's served items that are gold items, when any exist.",
+    )
+    quality_settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Thresholds that flag annotators (docs/quality.md); empty keys use defaults.",
+    )
+    judged_to_humans = models.BooleanField(
+        default=True,
+        help_text="Comparisons that judges decided consistently are still served to humans.",
+    )
+    gate_rule = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The promotion rule a checkpoint's evaluation must pass (docs/evaluation.md).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -75,8 +106,17 @@ class RoundStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class RoundPurpose(models.TextChoices):
+    TRAINING = "training", "Training"
+    EVALUATION = "evaluation", "Evaluation"
+
+
 class Round(models.Model):
-    """A project's k-th batch of comparisons: imported pairs, or samples of one checkpoint."""
+    """A project's k-th batch of comparisons: imported pairs, or samples of one checkpoint.
+
+    An evaluation round compares checkpoints on held-out prompts; its votes measure models
+    and never go into a training snapshot.
+    """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
     number = models.PositiveIntegerField()
@@ -84,6 +124,9 @@ class Round(models.Model):
         max_length=500, blank=True, help_text="What produced the pairs: an import or a checkpoint."
     )
     status = models.CharField(max_length=16, choices=RoundStatus.choices, default=RoundStatus.OPEN)
+    purpose = models.CharField(
+        max_length=16, choices=RoundPurpose.choices, default=RoundPurpose.TRAINING
+    )
     checkpoint = models.ForeignKey(
         "training.Checkpoint",
         null=True,
@@ -104,10 +147,22 @@ class Round(models.Model):
         return f"{self.project} round {self.number}"
 
 
+class PromptSplit(models.TextChoices):
+    TRAIN = "train", "Training"
+    EVAL = "eval", "Held out for evaluation"
+
+
 class Prompt(models.Model):
-    """The x of a triple: plain text, or a chat given as a list of {role, content} messages."""
+    """The x of a triple: plain text, or a chat given as a list of {role, content} messages.
+
+    A held-out (eval) prompt is never sampled into a training round nor exported into a
+    training snapshot; once chosen, a prompt's split does not change.
+    """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    split = models.CharField(
+        max_length=8, choices=PromptSplit.choices, default=PromptSplit.TRAIN, db_index=True
+    )
     text = models.TextField(blank=True)
     messages = models.JSONField(null=True, blank=True)
     source = models.CharField(max_length=500, blank=True)
@@ -238,6 +293,41 @@ class Comparison(models.Model):
         return self.completion_a if side == Side.A else self.completion_b
 
 
+class VoteSource(models.TextChoices):
+    HUMAN = "human", "Human annotator"
+    JUDGE = "judge", "AI judge"
+    IMPORTED = "imported", "Imported"
+
+
+class Judge(models.Model):
+    """Something other than a person that votes: an LLM endpoint, a reward model or a callable.
+
+    Its votes are Votes with source "judge"; they never take a human's overlap slot.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judges")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16)
+    config = models.JSONField(default=dict, blank=True)
+    version = models.PositiveIntegerField(
+        default=1, help_text="Raised whenever the configuration changes; votes keep theirs."
+    )
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="judge_name_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+
 class Vote(models.Model):
     """One judgment of one comparison. A decisive vote names chosen and rejected completions."""
 
@@ -264,6 +354,16 @@ class Vote(models.Model):
     )
     time_taken_ms = models.PositiveIntegerField(null=True, blank=True)
     imported_from = models.CharField(max_length=500, blank=True)
+    source = models.CharField(
+        max_length=16, choices=VoteSource.choices, default=VoteSource.HUMAN, db_index=True
+    )
+    judge = models.ForeignKey(
+        Judge, null=True, blank=True, on_delete=models.PROTECT, related_name="votes"
+    )
+    judge_version = models.PositiveIntegerField(null=True, blank=True)
+    judge_output = models.JSONField(
+        default=dict, blank=True, help_text="A judge's raw answers or scores, both orders."
+    )
     client_key = models.CharField(
         max_length=64,
         blank=True,
@@ -295,8 +395,15 @@ class Vote(models.Model):
                 name="decisive_vote_names_triple",
             ),
             models.CheckConstraint(
-                condition=Q(annotator__isnull=False) | ~Q(imported_from=""),
+                condition=Q(annotator__isnull=False)
+                | ~Q(imported_from="")
+                | Q(judge__isnull=False),
                 name="vote_has_author_or_source",
+            ),
+            models.UniqueConstraint(
+                fields=["comparison", "judge"],
+                condition=Q(judge__isnull=False),
+                name="one_vote_per_judge",
             ),
         ]
         indexes = [models.Index(fields=["annotator", "created_at"], name="vote_by_annotator_idx")]
@@ -313,6 +420,11 @@ class Vote(models.Model):
 class SnapshotPolicy(models.TextChoices):
     EVERY_VOTE = "every_vote", "Every decisive vote is its own triple"
     MAJORITY = "majority", "One triple per comparison by majority"
+    RELIABILITY_WEIGHTED = (
+        "reliability_weighted",
+        "One triple per comparison, weighted by annotator reliability",
+    )
+    RAW_VOTES = "raw_votes", "Every vote, ties and both-bad included (for analysis)"
 
 
 class SnapshotFrozen(Exception):
@@ -328,11 +440,17 @@ class Snapshot(Job):
     """
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="snapshots")
-    policy = models.CharField(max_length=16, choices=SnapshotPolicy.choices)
+    policy = models.CharField(max_length=32, choices=SnapshotPolicy.choices)
     min_agreement = models.FloatField(
         default=0.5,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Majority policy: the winner's share of decisive votes must exceed this.",
+    )
+    filters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Which votes count: rounds, sources, excluded judges or annotators, "
+        "adjudicated only (docs/quality.md).",
     )
     row_count = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
@@ -373,3 +491,147 @@ class Snapshot(Job):
         if self.status == JobStatus.SUCCEEDED:
             raise SnapshotFrozen(f"Snapshot {self.pk} is published and cannot be deleted.")
         return super().delete(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class Adjudication(models.Model):
+    """A reviewer's decision on a comparison; it wins over the votes in every export."""
+
+    comparison = models.OneToOneField(
+        Comparison, on_delete=models.CASCADE, related_name="adjudication"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="adjudications"
+    )
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Adjudication of comparison {self.comparison_id}: {self.choice}"
+
+
+class AnnotatorExclusion(models.Model):
+    """A reviewer's decision to keep one annotator's votes out of future snapshots.
+
+    Reversible: lifting it records who and when, and the row stays as history.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exclusions")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exclusions"
+    )
+    reason = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lift_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "annotator"],
+                condition=Q(lifted_at__isnull=True),
+                name="one_active_exclusion_per_annotator",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} excluded from {self.project}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.lifted_at is None
+
+
+class FlagKind(models.TextChoices):
+    SKIP = "skip", "Skipped"
+    FLAG = "flag", "Flagged for review"
+
+
+class FlagReason(models.TextChoices):
+    UNREADABLE = "unreadable", "Unreadable"
+    HARMFUL = "harmful", "Harmful content"
+    CANNOT_JUDGE = "cannot_judge", "Cannot judge"
+    OTHER = "other", "Other"
+
+
+class ItemFlag(models.Model):
+    """An annotator skipped a comparison or flagged it for a reviewer, with a reason."""
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="flags")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="item_flags"
+    )
+    kind = models.CharField(max_length=8, choices=FlagKind.choices)
+    reason = models.CharField(max_length=16, choices=FlagReason.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "user"], name="one_flag_per_user_item")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} comparison {self.comparison_id}: {self.reason}"
+
+
+class Invite(models.Model):
+    """A one-time link that makes whoever opens it a member of a project with a role."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invites")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invite to {self.project} as {self.role}"
+
+
+class QualityReport(Job):
+    """The cached quality figures of a project, or of one of its rounds, and the job computing them.
+
+    The quality page and API read the newest succeeded report; `data` holds every figure.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_reports")
+    round = models.ForeignKey(
+        Round, null=True, blank=True, on_delete=models.CASCADE, related_name="quality_reports"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    vote_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        scope = f"round {self.round.number}" if self.round_id and self.round else "all rounds"
+        return f"Quality of {self.project} ({scope}, {self.status})"
