@@ -45,6 +45,12 @@ class Checkpoint(models.Model):
             "as the worker's user. Staff only; set it only for a model whose code you have read."
         ),
     )
+    promoted = models.BooleanField(
+        default=False,
+        help_text="Passed the project's gate (or an admin overrode it): the default starting "
+        "checkpoint and sampler of the next round. evaluation.PromotionDecision keeps why.",
+    )
+    promoted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,6 +61,11 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def parent(self) -> Checkpoint | None:
+        """The checkpoint this one was trained from (its run's start), None for a base model."""
+        return self.run.start_checkpoint if self.run_id and self.run else None
 
 
 class TrainingRun(Job):
@@ -156,6 +167,16 @@ class SamplingJob(Job):
     )
     comparisons_created = models.PositiveIntegerField(default=0)
     dropped_identical = models.PositiveIntegerField(default=0)
+    dropped_empty = models.PositiveIntegerField(
+        default=0, help_text="Pairs dropped because a side was empty (keep_empty off)."
+    )
+    dropped_missing = models.PositiveIntegerField(
+        default=0, help_text="Prompts the engine returned no second response for."
+    )
+    keep_empty = models.BooleanField(
+        default=True,
+        help_text="Keep pairs with one empty response: an empty answer is informative.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
