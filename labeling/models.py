@@ -259,6 +259,15 @@ class Comparison(models.Model):
     )
     leased_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Written by judging jobs (judging/routing.py), read by the lease query: humans see
+    # comparisons with a higher priority first (judge-inconsistent, judges disagreeing, a small
+    # margin), and judge-decided ones not at all when the project's judged_to_humans is off.
+    judge_priority = models.PositiveSmallIntegerField(
+        default=0, help_text="0: no judge doubt; higher: humans should see it sooner."
+    )
+    judge_decided = models.BooleanField(
+        default=False, help_text="Judges agreed on a winner, consistently in both orders."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -271,9 +280,11 @@ class Comparison(models.Model):
             ),
         ]
         indexes = [
-            # Serves the lease query's "open comparisons, most votes first" order directly.
+            # Serves the lease query's "open comparisons, judges' doubts first, then most votes
+            # first" order directly.
             models.Index(
                 "project",
+                F("judge_priority").desc(),
                 F("vote_count").desc(),
                 "id",
                 condition=Q(vote_count__lt=F("votes_target")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,8 +29,10 @@ from labeling.models import (
     DECISIVE_CHOICES,
     Choice,
     Comparison,
+    ItemFlag,
     Membership,
     Project,
+    QueueOrder,
     Role,
     Side,
     Strength,
@@ -59,10 +62,38 @@ def _free_for(user: User, now: object) -> Q:
     return Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(leased_to=user)
 
 
-def _open_for(user: User, project: Project) -> QuerySet[Comparison]:
-    return Comparison.objects.filter(project=project, vote_count__lt=F("votes_target")).exclude(
-        votes__annotator=user
-    )
+# Which open comparison comes next under each queue order. Each is the order of one partial
+# index on open comparisons (labeling migration 0010), so the lease subquery reads one index
+# entry instead of sorting every open row. Random is the exception: it sorts the project's
+# open rows each lease (documented in the README).
+QUEUE_ORDERING: dict[str, tuple[Any, ...]] = {
+    QueueOrder.NEWEST_ROUND: (F("round_id").desc(), F("vote_count").desc(), "id"),
+    QueueOrder.FEWEST_VOTES: ("vote_count", "id"),
+    QueueOrder.RANDOM: ("?",),
+}
+
+# Draws whether the next item is a gold item. A module-level generator so a test can seed it;
+# drawn per lease (not per page load: a reload returns the held comparison unchanged).
+gold_draws = random.Random()
+
+
+def _unanswered_by(user: User, queryset: QuerySet[Comparison]) -> QuerySet[Comparison]:
+    """Leave out comparisons the annotator voted on, skipped or flagged."""
+    return queryset.exclude(votes__annotator=user).exclude(flags__user=user)
+
+
+def _open_for(user: User, project: Project, *, gold: bool = False) -> QuerySet[Comparison]:
+    """What may be served to this annotator: open regular comparisons, and gold items too
+    when `gold` (a gold item's vote count never moves, see cast_vote, so it stays servable to
+    every annotator once)."""
+    regular = Q(vote_count__lt=F("votes_target"), is_gold=False)
+    servable = regular | Q(is_gold=True) if gold else regular
+    return _unanswered_by(user, Comparison.objects.filter(servable, project=project))
+
+
+def should_serve_gold(project: Project) -> bool:
+    """One draw: is the next item an annotator gets a gold item (probability gold_rate)?"""
+    return project.gold_rate > 0 and gold_draws.random() < project.gold_rate
 
 
 def lease_next_comparison(
@@ -70,24 +101,29 @@ def lease_next_comparison(
 ) -> Comparison | None:
     """Reserve the annotator's next comparison, or return None when nothing is left for them.
 
-    A comparison qualifies when it still needs votes, this annotator has not voted on it, and
-    no one else holds a live lease on it. An annotator who already holds a live lease gets the
-    same comparison back (a reload must not skip work). An annotator holds at most one live
-    lease per project; a caller that knows they hold none (cast_vote just released it) passes
-    may_hold=False and saves the query that looks for it.
+    A comparison qualifies when it still needs votes, this annotator has not voted on,
+    skipped or flagged it, and no one else holds a live lease on it. An annotator who already
+    holds a live lease gets the same comparison back (a reload must not skip work). An
+    annotator holds at most one live lease per project; a caller that knows they hold none
+    (cast_vote just released it) passes may_hold=False and saves the query that looks for it.
 
-    The claim is one UPDATE of the first qualifying row, picked by a subquery in the order of
-    the lease index (most votes first), then one SELECT reads it back with what the page shows.
-    Races: on PostgreSQL the subquery reads its row FOR UPDATE SKIP LOCKED, so concurrent
-    annotators never wait on each other's rows; on every database the UPDATE repeats the
-    conditions on the row itself, so of two annotators racing for one row exactly one wins
-    and the other, updating nothing, tries again.
+    Which one comes next follows the project's queue_order (QUEUE_ORDERING). With probability
+    project.gold_rate the draw asks for a gold item: gold items the annotator has not answered
+    then come first, served like any other comparison (blind: nothing on the page tells them
+    apart). Gold items are never served outside such a draw.
+
+    The claim is one UPDATE of the first qualifying row, picked by a subquery in that order,
+    then one SELECT reads it back with what the page shows. Races: on PostgreSQL the subquery
+    reads its row FOR UPDATE SKIP LOCKED, so concurrent annotators never wait on each other's
+    rows; on every database the UPDATE repeats the conditions on the row itself, so of two
+    annotators racing for one row exactly one wins and the other, updating nothing, tries
+    again.
     """
     related = ("prompt", "round", "completion_a", "completion_b")
     now = timezone.now()
     if may_hold:
         held = (
-            _open_for(user, project)
+            _open_for(user, project, gold=True)
             .filter(leased_to=user, lease_expires_at__gt=now)
             .select_related(*related)
             .first()
@@ -95,18 +131,25 @@ def lease_next_comparison(
         if held is not None:
             return held
     expires = now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
+    gold = should_serve_gold(project)
+    ordering = QUEUE_ORDERING.get(project.queue_order, QUEUE_ORDERING[QueueOrder.NEWEST_ROUND])
+    if gold:
+        ordering = (F("is_gold").desc(), *ordering)
+    servable = Q(vote_count__lt=F("votes_target")) | Q(is_gold=True) if gold else Q(
+        vote_count__lt=F("votes_target"), is_gold=False
+    )
     while True:
         with transaction.atomic():
             candidate = (
-                _open_for(user, project)
+                _open_for(user, project, gold=gold)
                 .filter(_free_for(user, now))
-                .order_by("-vote_count", "id")
+                .order_by(*ordering)
                 .values("id")[:1]
             )
             if connection.features.has_select_for_update_skip_locked:
                 candidate = candidate.select_for_update(skip_locked=True)
             claimed = (
-                Comparison.objects.filter(id__in=candidate, vote_count__lt=F("votes_target"))
+                Comparison.objects.filter(servable, id__in=candidate)
                 .filter(_free_for(user, now))
                 .update(leased_to=user, leased_at=now, lease_expires_at=expires)
             )
@@ -120,7 +163,7 @@ def lease_next_comparison(
                 return leased
             # Taken over in between (only possible once the lease expired): lease again.
             continue
-        if not _open_for(user, project).filter(_free_for(user, now)).exists():
+        if not _open_for(user, project, gold=gold).filter(_free_for(user, now)).exists():
             return None
 
 
@@ -164,14 +207,17 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
                 raise VoteRejected(
                     "Your reservation of this comparison expired and another annotator took it."
                 )
-            counted = Comparison.objects.filter(
-                id=comparison.id, vote_count__lt=F("votes_target")
-            ).update(
-                vote_count=F("vote_count") + 1,
-                leased_to=None,
-                leased_at=None,
-                lease_expires_at=None,
-            )
+            release = {"leased_to": None, "leased_at": None, "lease_expires_at": None}
+            if comparison.is_gold:
+                # A gold item's votes measure annotators, never the data set: they do not
+                # count toward vote_count, so every annotator can answer it once and the
+                # never_over_voted constraint still holds.
+                Comparison.objects.filter(id=comparison.id, leased_to=user).update(**release)
+                counted = 1
+            else:
+                counted = Comparison.objects.filter(
+                    id=comparison.id, vote_count__lt=F("votes_target")
+                ).update(vote_count=F("vote_count") + 1, **release)
             if not counted:
                 raise VoteRejected("This comparison already has all the votes it needs.")
             chosen_id = rejected_id = None
@@ -240,7 +286,8 @@ def undo_last_vote(user: User, project: Project) -> Comparison:
         Comparison.objects.filter(project=project, leased_to=user).exclude(id=comparison.id).update(
             leased_to=None, leased_at=None, lease_expires_at=None
         )
-        Comparison.objects.filter(id=comparison.id).update(vote_count=F("vote_count") - 1)
+        if not comparison.is_gold:  # gold votes never counted (see cast_vote)
+            Comparison.objects.filter(id=comparison.id).update(vote_count=F("vote_count") - 1)
         Comparison.objects.filter(id=comparison.id).filter(_free_for(user, now)).update(
             leased_to=user,
             leased_at=now,
@@ -305,25 +352,32 @@ def get_workbench_status(user: User, project: Project) -> WorkbenchStatus:
     mine = Vote.objects.filter(annotator=user, comparison__project=project)
     cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
     undoable = mine.filter(created_at__gt=cutoff).order_by("-created_at", "-id").values("id")
+    # Gold items are not counted as work left (they are served only among other work).
+    still_open = {"comparison__vote_count__lt": F("comparison__votes_target")}
     row = (
         Project.objects.filter(pk=project.pk)
         .annotate(
             open_comparisons=_count(
-                Comparison.objects.filter(project=project, vote_count__lt=F("votes_target"))
+                Comparison.objects.filter(
+                    project=project, vote_count__lt=F("votes_target"), is_gold=False
+                )
             ),
             voted=_count(mine),
-            voted_open=_count(
-                mine.filter(comparison__vote_count__lt=F("comparison__votes_target"))
+            voted_open=_count(mine.filter(comparison__is_gold=False, **still_open)),
+            # Skipped or flagged open items the annotator did not vote on: not theirs to do.
+            set_aside=_count(
+                ItemFlag.objects.filter(user=user, comparison__project=project)
+                .filter(comparison__is_gold=False, **still_open)
+                .exclude(comparison__votes__annotator=user)
             ),
             undoable=Subquery(undoable[:1]),
         )
-        .values("open_comparisons", "voted", "voted_open", "undoable")
+        .values("open_comparisons", "voted", "voted_open", "set_aside", "undoable")
         .get()
     )
+    remaining = row["open_comparisons"] - row["voted_open"] - row["set_aside"]
     return WorkbenchStatus(
-        progress=AnnotatorProgress(
-            voted=row["voted"], remaining=row["open_comparisons"] - row["voted_open"]
-        ),
+        progress=AnnotatorProgress(voted=row["voted"], remaining=remaining),
         undoable_vote_id=row["undoable"],
     )
 
