@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--annotators", type=int, default=1_000)
     parser.add_argument("--per-comparison", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each side")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each side")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")

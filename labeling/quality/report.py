@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from .reliability import (
     soft_labels,
 )
 from .stats import Proportion
-from .votes import encode_votes
+from .votes import EncodedVotes, encode_votes
 
 
 @dataclass(frozen=True)
@@ -101,9 +102,27 @@ def compute_quality(
     """
     thresholds = thresholds if thresholds is not None else Thresholds()
     encoded = encode_votes(votes)
-    fit: DawidSkeneFit = fit_dawid_skene(
-        encoded, n_iter=dawid_skene_iterations, tol=dawid_skene_tol
+    # The Dawid-Skene fit (crowd-kit, most of the time) runs in a second thread while this one
+    # computes everything that does not need it: agreement, pairs and the bias audit. numpy and
+    # pandas release the GIL in their loops, so on two cores the two overlap.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dawid-skene") as pool:
+        fitting = pool.submit(
+            fit_dawid_skene, encoded, n_iter=dawid_skene_iterations, tol=dawid_skene_tol
+        )
+        project, rounds = _sections(encoded)
+        fit: DawidSkeneFit = fitting.result()
+    return QualityReport(
+        project=project,
+        rounds=rounds,
+        annotators=annotator_table(encoded, fit, thresholds),
+        soft_labels=soft_labels(encoded, fit),
+        thresholds=thresholds,
+        dawid_skene_iterations=fit.iterations,
     )
+
+
+def _sections(encoded: EncodedVotes) -> tuple[Section, dict[int, Section]]:
+    """The project's section and one per round."""
     pairs = vote_pairs(encoded)
 
     def section(mask: np.ndarray | None, round_number: int | None) -> Section:
@@ -122,11 +141,4 @@ def compute_quality(
     rounds = {
         int(r): section(encoded.round == r, int(r)) for r in np.unique(encoded.round).tolist()
     }
-    return QualityReport(
-        project=section(None, None),
-        rounds=rounds,
-        annotators=annotator_table(encoded, fit, thresholds),
-        soft_labels=soft_labels(encoded, fit),
-        thresholds=thresholds,
-        dawid_skene_iterations=fit.iterations,
-    )
+    return section(None, None), rounds
