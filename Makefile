@@ -37,8 +37,11 @@ demo: setup
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Tests get their own broker folder so a running `make demo` worker never takes their tasks.
+# They run in TEST_PROCESSES pytest-xdist workers, each with its own database, broker (Redis
+# database N+i of CELERY_BROKER_URL's N) and folders (tests/isolation.py); 0 runs them in one.
+TEST_PROCESSES ?= 3
 test: setup
-	CELERY_BROKER_FOLDER="$(CURDIR)/var/test-broker" $(BIN)/python -m pytest
+	CELERY_BROKER_FOLDER="$(CURDIR)/var/test-broker" $(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 lint: setup
 	$(BIN)/ruff check .

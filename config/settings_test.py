@@ -6,4 +6,11 @@ import os
 
 os.environ.setdefault("DEBUG", "true")
 
+# `make test` runs pytest-xdist workers side by side: each gets its own broker, Redis database
+# and state folders before the settings read them (tests/isolation.py).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    from tests.isolation import isolate_xdist_worker
+
+    isolate_xdist_worker()
+
 from config.settings import *  # noqa: F403

@@ -21,6 +21,13 @@ from labeling.services import add_member
 REQUIRE_SERVICES = os.environ.get("PREFLAB_REQUIRE_SERVICES", "").lower() in {"1", "true", "yes"}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`), tests marked slow go first, so they spread over the
+    workers instead of ending the run on one of them (each worker sorts the same way)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def skip_or_fail(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (PREFLAB_REQUIRE_SERVICES is set, so this is a failure)")

@@ -114,12 +114,13 @@ def test_every_environment_variable_read_is_documented_in_env_example():
     for path in _python_sources():
         for name in _environment_names(ast.parse(path.read_text(encoding="utf-8"))):
             read.setdefault(name, str(path.relative_to(ROOT)))
-    # Set by the machinery, not by an operator: Django's and the tests' own switches, and the
-    # rank the engine's process launcher gives each of its processes.
+    # Set by the machinery, not by an operator: Django's, pytest-xdist's and the tests' own
+    # switches, and the rank the engine's process launcher gives each of its processes.
     internal = {
         "DJANGO_SETTINGS_MODULE",
         "DJANGO_ALLOW_ASYNC_UNSAFE",
         "PREFLAB_REQUIRE_SERVICES",
+        "PYTEST_XDIST_WORKER",
         "RANK",
     }
     missing = {
