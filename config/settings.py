@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "core",
     "labeling",
     "training",
+    "judging",
     "api",
 ]
 
@@ -273,6 +274,15 @@ PREFLAB_MAX_RUN_ATTEMPTS = env_int("PREFLAB_MAX_RUN_ATTEMPTS", 3)
 PREFLAB_ENGINE_PYTHON = env_str("PREFLAB_ENGINE_PYTHON", "")
 # Launch training under `accelerate launch` with this many processes (0/1: a plain process).
 PREFLAB_TRAIN_PROCESSES = env_int("PREFLAB_TRAIN_PROCESSES", 1)
+
+# AI judges (docs/judges.md): hosts an LLM judge may call (names, IPs or CIDRs; loopback,
+# link-local/metadata and private addresses only when named explicitly), a judging job's
+# total-time limit, where reward-model judges' checkpoints live, and the modules programmatic
+# judges' callables may come from.
+PREFLAB_JUDGE_ALLOWED_HOSTS = env_list("PREFLAB_JUDGE_ALLOWED_HOSTS", [])
+PREFLAB_JUDGE_JOB_SECONDS = env_int("PREFLAB_JUDGE_JOB_SECONDS", 6 * 3600)
+PREFLAB_JUDGE_MODELS_DIR = Path(env_str("PREFLAB_JUDGE_MODELS_DIR", str(VAR_DIR / "judge-models")))
+PREFLAB_JUDGE_CALLABLE_MODULES = env_list("PREFLAB_JUDGE_CALLABLE_MODULES", ["judging.checks"])
 
 # Annotation: how long a taken comparison stays reserved for its annotator.
 PREFLAB_LEASE_SECONDS = env_int("PREFLAB_LEASE_SECONDS", 600)

@@ -35,6 +35,13 @@ def sample_round(job_id: int) -> None:
     run_job("sampling_job", job_id)
 
 
+@shared_task(name="workers.tasks.judge_comparisons")
+def judge_comparisons(job_id: int) -> None:
+    from core.jobs import run_job
+
+    run_job("judging_job", job_id)
+
+
 @shared_task(name="workers.tasks.watchdog")
 def watchdog() -> None:
     from core.jobs import watchdog as run_watchdog
