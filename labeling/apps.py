@@ -8,6 +8,8 @@ class LabelingConfig(AppConfig):
 
     def ready(self) -> None:
         from core.jobs import register
+        from labeling.quality.jobs import quality_job_kind
         from labeling.snapshots import snapshot_job_kind
 
         register(snapshot_job_kind())
+        register(quality_job_kind())

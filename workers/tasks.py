@@ -21,6 +21,13 @@ def build_snapshot(snapshot_id: int) -> None:
     run_job("snapshot", snapshot_id)
 
 
+@shared_task(name="workers.tasks.compute_quality_report")
+def compute_quality_report(report_id: int) -> None:
+    from core.jobs import run_job
+
+    run_job("quality_report", report_id)
+
+
 @shared_task(name="workers.tasks.train_run")
 def train_run(run_id: int) -> None:
     from core.jobs import run_job

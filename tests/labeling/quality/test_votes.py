@@ -15,7 +15,22 @@ def test_values_mirror_the_django_choices():
 
 
 def test_the_quality_package_does_not_import_django():
-    code = "import sys, labeling.quality; assert 'django' not in sys.modules, 'django imported'"
+    code = (
+        "import sys; from labeling.quality import compute_quality, Thresholds; "
+        "assert 'django' not in sys.modules, 'django imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_quality_job_module_loads_no_scipy_or_pandas():
+    """The app registry imports labeling.quality.jobs in every process; the heavy libraries
+    load only when a report is computed."""
+    code = (
+        "import sys, django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings_test'; "
+        "django.setup(); import labeling.quality.jobs, labeling.quality.thresholds; "
+        "heavy = [m for m in ('scipy', 'pandas', 'crowdkit') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
