@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth import get_user_model
 
+from labeling.browser import Status
 from labeling.importers import ImportKind, OnDuplicate
-from labeling.models import DECISIVE_CHOICES, Choice, Role, Strength
+from labeling.models import DECISIVE_CHOICES, Choice, FlagKind, FlagReason, Role, Strength
 
 
 class VoteForm(forms.Form):
@@ -68,3 +69,99 @@ class AddMemberForm(forms.Form):
         if user is None:
             raise forms.ValidationError(f"No user named {username!r}.")
         return user
+
+
+class FlagForm(forms.Form):
+    """Skip a comparison (never shown to this annotator again) or flag it for a reviewer."""
+
+    comparison = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+    kind = forms.ChoiceField(
+        label="What to do",
+        choices=[(FlagKind.SKIP, "Skip it (not shown to me again)"), (FlagKind.FLAG, "Flag it")],
+        initial=FlagKind.FLAG,
+        widget=forms.RadioSelect,
+    )
+    reason = forms.ChoiceField(
+        choices=FlagReason.choices, initial=FlagReason.CANNOT_JUDGE, widget=forms.RadioSelect
+    )
+    note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea({"rows": 2}))
+
+
+class AdjudicationForm(forms.Form):
+    choice = forms.ChoiceField(
+        label="Decision", choices=Choice.choices, help_text="A and B as imported, not as seen."
+    )
+    note = forms.CharField(required=False, max_length=5000, widget=forms.Textarea({"rows": 2}))
+
+
+class GoldForm(forms.Form):
+    gold_choice = forms.ChoiceField(
+        label="Gold answer",
+        choices=[
+            (Choice.A, "A is better"),
+            (Choice.B, "B is better"),
+            (Choice.TIE, "Tie"),
+            ("", "Not a gold item"),
+        ],
+        required=False,
+    )
+
+
+class ResolveFlagForm(forms.Form):
+    resolution = forms.CharField(
+        max_length=2000, help_text="What was done, e.g. 'Adjudicated' or 'Prompt is fine'."
+    )
+
+
+class ExclusionForm(forms.Form):
+    annotator = forms.ModelChoiceField(queryset=get_user_model().objects.none())
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea({"rows": 2}))
+
+    def __init__(self, *args: Any, annotators: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if annotators is not None:
+            cast(forms.ModelChoiceField, self.fields["annotator"]).queryset = annotators
+
+
+class LiftExclusionForm(forms.Form):
+    lift_reason = forms.CharField(label="Reason for lifting", max_length=2000)
+
+
+class BrowserForm(forms.Form):
+    """The data browser's filters (GET); every one optional."""
+
+    q = forms.CharField(label="Text", required=False, max_length=200)
+    round = forms.IntegerField(required=False, min_value=1)
+    status = forms.ChoiceField(required=False, choices=[("", "Any")])
+    min_agreement = forms.FloatField(
+        label="Agreement at least", required=False, min_value=0.0, max_value=1.0
+    )
+    max_agreement = forms.FloatField(
+        label="Agreement at most", required=False, min_value=0.0, max_value=1.0
+    )
+    annotator = forms.CharField(required=False, max_length=150, help_text="Exact username.")
+    model = forms.CharField(required=False, max_length=200, help_text="Part of a model name.")
+    flag = forms.ChoiceField(
+        label="Flag reason", required=False, choices=[("", "Any"), *FlagReason.choices]
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["status"]).choices = [("", "Any"), *Status.CHOICES]
+
+
+class CreateMemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+    email = forms.EmailField(required=False)
+
+
+class InviteForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+    days = forms.IntegerField(label="Valid for (days)", min_value=1, max_value=90, initial=7)
+
+
+class BulkMembersForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file", help_text="One user a line: username,role[,email]; header optional."
+    )

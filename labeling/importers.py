@@ -5,9 +5,11 @@ the error lists every bad row (up to a cap) with its line number and what is wro
 
 Accepted layouts (JSONL: one object per line; CSV: a header row):
 - prompts:     {"prompt": str} or {"messages": [{"role", "content"}, ...]}; optional "source",
+               "split" ("train" or "eval": fixes the prompt's split; eval prompts are held out),
                "metadata". CSV columns: prompt[, source].
-- pairs:       a prompt as above plus "response_a", "response_b"; optional "model_a", "model_b".
-               CSV columns: prompt, response_a, response_b[, model_a, model_b].
+- pairs:       a prompt as above plus "response_a", "response_b"; optional "model_a", "model_b",
+               and "gold" ("a", "b" or "tie": the known answer, which makes the row a gold
+               item). CSV columns: prompt, response_a, response_b[, model_a, model_b, gold].
 - preferences: "prompt", "chosen", "rejected", each a string, or the conversational layout
                (prompt a list of messages, chosen/rejected lists ending in the assistant turn;
                with no prompt, the shared leading turns of chosen and rejected are the prompt).
@@ -39,6 +41,7 @@ from labeling.models import (
     Completion,
     Project,
     Prompt,
+    PromptSplit,
     Round,
     Side,
     Vote,
@@ -94,12 +97,14 @@ class ParsedRow:
     model_a: str = ""
     model_b: str = ""
     chosen_is_a: bool = False
+    gold: str = ""  # a Choice value (A, B or tie) for a gold item, else empty
+    split: str = ""  # "train" or "eval" when the file chose the prompt's split, else empty
 
     def identity(self) -> str:
         """What makes two rows exact duplicates: the same prompt, responses and models."""
         return json.dumps(
             [self.text, self.messages, self.response_a, self.response_b, self.model_a,
-             self.model_b, self.chosen_is_a],
+             self.model_b, self.chosen_is_a, self.gold],
             ensure_ascii=False,
         )  # fmt: skip
 
@@ -311,6 +316,35 @@ def _parse_preference(record: dict[str, Any], row: ParsedRow) -> None:
     row.chosen_is_a = True
 
 
+GOLD_ANSWERS = {"a": Choice.A, "b": Choice.B, "tie": Choice.TIE}
+
+
+def _gold(record: dict[str, Any]) -> str:
+    """A pair's optional known answer: "a", "b" or "tie" (any case); empty or absent: none."""
+    value = record.get("gold")
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or value.strip().lower() not in GOLD_ANSWERS:
+        raise RowError(f'field \'gold\' must be "a", "b" or "tie", not {value!r}')
+    return GOLD_ANSWERS[value.strip().lower()]
+
+
+# Written into a prompt's metadata when its split was chosen (here, or by a hold-out in
+# evaluation.services): such a prompt's split is fixed and never changes again.
+SPLIT_CHOSEN_KEY = "split_chosen"
+SPLITS = {"train": PromptSplit.TRAIN, "eval": PromptSplit.EVAL}
+
+
+def _split(record: dict[str, Any]) -> str:
+    """A prompt's optional split: "train" or "eval"; empty or absent: not chosen yet."""
+    value = record.get("split")
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or value.strip().lower() not in SPLITS:
+        raise RowError(f'field \'split\' must be "train" or "eval", not {value!r}')
+    return SPLITS[value.strip().lower()]
+
+
 def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
     if isinstance(record, RowError):
         raise record
@@ -331,8 +365,11 @@ def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
         row.response_b = _text(record, "response_b")
         row.model_a = _text(record, "model_a", required=False)
         row.model_b = _text(record, "model_b", required=False)
+        row.gold = _gold(record)
     if kind != ImportKind.PROMPTS and row.response_a.strip() == row.response_b.strip():
         raise RowError("the two responses are identical")
+    if kind != ImportKind.PREFERENCES:
+        row.split = _split(record)
     row.source = _text(record, "source", required=False)
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -432,7 +469,12 @@ def import_rows(
                     text=row.text,
                     messages=row.messages,
                     source=row.source or source,
-                    metadata={**row.metadata, "import_line": row.line},
+                    metadata={
+                        **row.metadata,
+                        "import_line": row.line,
+                        **({SPLIT_CHOSEN_KEY: "import"} if row.split else {}),
+                    },
+                    split=row.split or PromptSplit.TRAIN,
                 )
                 for row in rows
             ],
@@ -460,6 +502,10 @@ def import_rows(
                     completion_b=completions[2 * index + 1],
                     votes_target=1 if imported_votes else project.overlap,
                     vote_count=1 if imported_votes else 0,
+                    # A gold item's votes never count (labeling.services.cast_vote), so every
+                    # annotator answers it once whatever its votes_target.
+                    is_gold=bool(rows[index].gold),
+                    gold_choice=rows[index].gold,
                 )
                 for index, prompt in enumerate(prompts)
             ],

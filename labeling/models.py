@@ -280,16 +280,26 @@ class Comparison(models.Model):
             ),
         ]
         indexes = [
-            # Serves the lease query's "open comparisons, judges' doubts first, then most votes
-            # first" order directly.
+            # Serve the lease query's orders (labeling.services.QUEUE_ORDERING) directly:
+            # judges' doubts first, then newest round and most votes (newest_round), or
+            # fewest votes (fewest_votes); gold items are leased by another path.
             models.Index(
                 "project",
                 F("judge_priority").desc(),
+                F("round").desc(),
                 F("vote_count").desc(),
                 "id",
-                condition=Q(vote_count__lt=F("votes_target")),
+                condition=Q(vote_count__lt=F("votes_target"), is_gold=False),
                 name="comparison_lease_idx",
-            )
+            ),
+            models.Index(
+                "project",
+                F("judge_priority").desc(),
+                "vote_count",
+                "id",
+                condition=Q(vote_count__lt=F("votes_target"), is_gold=False),
+                name="comparison_lease_fewest_idx",
+            ),
         ]
         ordering = ["id"]
 

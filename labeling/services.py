@@ -29,6 +29,8 @@ from labeling.models import (
     DECISIVE_CHOICES,
     Choice,
     Comparison,
+    FlagKind,
+    FlagReason,
     ItemFlag,
     Membership,
     Project,
@@ -62,14 +64,20 @@ def _free_for(user: User, now: object) -> Q:
     return Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(leased_to=user)
 
 
-# Which open comparison comes next under each queue order. Each is the order of one partial
-# index on open comparisons (labeling migration 0010), so the lease subquery reads one index
-# entry instead of sorting every open row. Random is the exception: it sorts the project's
-# open rows each lease (documented in the README).
+# Which open comparison comes next under each queue order, after the judges' doubts
+# (judge_priority, written by judging jobs: higher first). Newest round and fewest votes are
+# each the order of one partial index on open comparisons, so the lease subquery reads one
+# index entry instead of sorting every open row. Random sorts the project's open rows (of the
+# highest judge priority present) on each lease; the README says so.
 QUEUE_ORDERING: dict[str, tuple[Any, ...]] = {
-    QueueOrder.NEWEST_ROUND: (F("round_id").desc(), F("vote_count").desc(), "id"),
-    QueueOrder.FEWEST_VOTES: ("vote_count", "id"),
-    QueueOrder.RANDOM: ("?",),
+    QueueOrder.NEWEST_ROUND: (
+        F("judge_priority").desc(),
+        F("round_id").desc(),
+        F("vote_count").desc(),
+        "id",
+    ),
+    QueueOrder.FEWEST_VOTES: (F("judge_priority").desc(), "vote_count", "id"),
+    QueueOrder.RANDOM: (F("judge_priority").desc(), "?"),
 }
 
 # Draws whether the next item is a gold item. A module-level generator so a test can seed it;
@@ -86,9 +94,17 @@ def _open_for(user: User, project: Project, *, gold: bool = False) -> QuerySet[C
     """What may be served to this annotator: open regular comparisons, and gold items too
     when `gold` (a gold item's vote count never moves, see cast_vote, so it stays servable to
     every annotator once)."""
-    regular = Q(vote_count__lt=F("votes_target"), is_gold=False)
-    servable = regular | Q(is_gold=True) if gold else regular
+    servable = _servable(project, gold=gold)
     return _unanswered_by(user, Comparison.objects.filter(servable, project=project))
+
+
+def _servable(project: Project, *, gold: bool) -> Q:
+    """The row conditions of a servable comparison (repeated on the row by the claim)."""
+    regular = Q(vote_count__lt=F("votes_target"), is_gold=False)
+    if not project.judged_to_humans:
+        # Judges agreed consistently: humans are not asked (Project.judged_to_humans off).
+        regular &= Q(judge_decided=False)
+    return regular | Q(is_gold=True) if gold else regular
 
 
 def should_serve_gold(project: Project) -> bool:
@@ -135,9 +151,7 @@ def lease_next_comparison(
     ordering = QUEUE_ORDERING.get(project.queue_order, QUEUE_ORDERING[QueueOrder.NEWEST_ROUND])
     if gold:
         ordering = (F("is_gold").desc(), *ordering)
-    servable = Q(vote_count__lt=F("votes_target")) | Q(is_gold=True) if gold else Q(
-        vote_count__lt=F("votes_target"), is_gold=False
-    )
+    servable = _servable(project, gold=gold)
     while True:
         with transaction.atomic():
             candidate = (
@@ -246,6 +260,33 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
     return created
 
 
+def set_aside_comparison(
+    user: User, project: Project, comparison_id: int, kind: str, reason: str, note: str = ""
+) -> ItemFlag:
+    """An annotator skips a comparison (never served to them again) or flags it for review.
+
+    Either way it leaves their queue and their lease is released; a flag (kind "flag") also
+    puts the comparison in the reviewers' queue (labeling.review) until a reviewer resolves it.
+    """
+    if kind not in FlagKind.values:
+        raise VoteRejected(f"Unknown action {kind!r}; use skip or flag.")
+    if reason not in FlagReason.values:
+        raise VoteRejected(f"Unknown reason {reason!r}; use {', '.join(FlagReason.values)}.")
+    try:
+        with transaction.atomic():
+            comparison = Comparison.objects.filter(project=project, id=comparison_id).first()
+            if comparison is None:
+                raise VoteRejected("This comparison does not exist in this project.")
+            flag = ItemFlag.objects.create(
+                comparison=comparison, user=user, kind=kind, reason=reason, note=note.strip()
+            )
+            release_lease(user, comparison)
+    except IntegrityError:
+        raise VoteRejected("You already skipped or flagged this comparison.") from None
+    logger.info("user %s set comparison %s aside: %s (%s)", user.pk, comparison_id, kind, reason)
+    return flag
+
+
 def stored_vote(user: User, project: Project, client_key: str) -> Vote | None:
     """The vote an earlier submit with this client key stored, if any.
 
@@ -321,6 +362,8 @@ def add_member(project: Project, user: User, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=project, user=user, defaults={"role": role}
         )
+        if not user.is_active:  # removed from every project earlier (labeling.team)
+            User.objects.filter(id=user.pk).update(is_active=True)
     return membership
 
 
@@ -403,17 +446,14 @@ class ProjectStats:
 
 
 def get_project_stats(project: Project) -> ProjectStats:
-    comparison_totals = Comparison.objects.filter(project=project).aggregate(
+    # Gold items measure annotators; they are not work to be done.
+    work = Comparison.objects.filter(project=project, is_gold=False)
+    comparison_totals = work.aggregate(
         total=Count("id"),
         done=Count("id", filter=Q(vote_count__gte=F("votes_target"))),
     )
     votes = Vote.objects.filter(comparison__project=project)
-    needed = (
-        Comparison.objects.filter(project=project).aggregate(
-            needed=Sum(F("votes_target") - F("vote_count"))
-        )["needed"]
-        or 0
-    )
+    needed = work.aggregate(needed=Sum(F("votes_target") - F("vote_count")))["needed"] or 0
     per_annotator: list[dict[str, Any]] = [
         dict(row)
         for row in votes.filter(annotator__isnull=False)

@@ -17,9 +17,9 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling import services
-from labeling.forms import AddMemberForm, ImportForm, VoteForm
+from labeling.forms import AddMemberForm, FlagForm, ImportForm, VoteForm
 from labeling.importers import ImportFailed, import_file
-from labeling.models import Comparison, Membership, Side, Vote
+from labeling.models import Comparison, FlagKind, Membership, Side, Vote
 from labeling.rendering import highlight_css
 from labeling.web import current_user, manager_or_403, membership_or_404, render_page, see_other
 
@@ -85,6 +85,7 @@ def _workbench_context(
     comparison: Comparison | None,
     form: VoteForm | None = None,
     notice: str = "",
+    flag_form: FlagForm | None = None,
 ) -> dict[str, Any]:
     project = membership.project
     user = current_user(request)
@@ -107,6 +108,7 @@ def _workbench_context(
             left_choice=left_side,
             right_choice=right_side,
             form=form or VoteForm(initial={"comparison": comparison.id, "strength": "clear"}),
+            flag_form=flag_form or FlagForm(initial={"comparison": comparison.id}),
         )
     return context
 
@@ -168,6 +170,46 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
         "labeling/annotate.html",
         _workbench_context(request, membership, comparison, notice=notice),
     )
+
+
+@login_required
+@require_POST
+def set_aside(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Skip the comparison (not served to this annotator again) or flag it for review."""
+    membership = membership_or_404(request, project_id)
+    project = membership.project
+    user = current_user(request)
+    form = FlagForm(request.POST)
+    if not form.is_valid():
+        comparison_id = form.cleaned_data.get("comparison")
+        comparison = (
+            Comparison.objects.filter(project=project, id=comparison_id)
+            .select_related("prompt", "round", "completion_a", "completion_b")
+            .first()
+            if comparison_id
+            else None
+        ) or services.lease_next_comparison(user, project)
+        context = _workbench_context(request, membership, comparison, flag_form=form)
+        return render_page(request, "labeling/annotate.html", context, status=400)
+    data = form.cleaned_data
+    try:
+        services.set_aside_comparison(
+            user, project, data["comparison"], data["kind"], data["reason"], data["note"]
+        )
+        notice = (
+            "Flagged for a reviewer; thank you."
+            if data["kind"] == FlagKind.FLAG
+            else "Skipped; you will not see it again."
+        )
+        status = 200
+    except services.VoteRejected as exc:
+        notice, status = str(exc), 409
+    if not request.htmx:  # type: ignore[attr-defined]
+        messages.info(request, notice)
+        return see_other(reverse("labeling:annotate", args=[project.id]))
+    comparison = services.lease_next_comparison(user, project)
+    context = _workbench_context(request, membership, comparison, notice=notice)
+    return render_page(request, "labeling/annotate.html", context, status=status)
 
 
 @login_required

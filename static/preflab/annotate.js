@@ -24,8 +24,39 @@
     }
   });
 
+  // The skip-or-flag panel: k (skip) or f (flag) opens it with that action chosen and puts
+  // focus on the reason; inside it Enter sends, Esc closes it, and the vote keys do nothing.
+  function openFlagPanel(kind) {
+    const panel = document.getElementById("flag-panel");
+    if (!panel) { return; }
+    panel.open = true;
+    const action = panel.querySelector('input[data-flag-kind="' + kind + '"]');
+    if (action) { action.checked = true; }
+    const reason = panel.querySelector('input[name="reason"]:checked') ||
+      panel.querySelector('input[name="reason"]');
+    if (reason) { reason.focus(); }
+  }
+
+  function closeFlagPanel(panel) {
+    panel.open = false;
+    panel.querySelector("summary").focus();
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.metaKey) { return; }
+    const flagPanel = event.target instanceof Element ? event.target.closest("#flag-panel") : null;
+    if (flagPanel) {
+      const flagForm = document.getElementById("flag-form");
+      if (event.key === "Escape") {
+        event.preventDefault();
+        closeFlagPanel(flagPanel);
+      } else if (event.key === "Enter" && flagForm && flagForm.contains(event.target) &&
+                 (!(event.target instanceof HTMLTextAreaElement) || event.ctrlKey)) {
+        event.preventDefault();
+        submit(flagForm);
+      }
+      return;
+    }
     const form = voteForm();
     if (event.target instanceof HTMLTextAreaElement) {
       if (event.key === "Enter" && event.ctrlKey && form) {
@@ -50,6 +81,11 @@
       return;
     }
     if (!form) { return; }
+    if (key === "k" || key === "f") {
+      event.preventDefault();
+      openFlagPanel(key === "k" ? "skip" : "flag");
+      return;
+    }
     if (key === "enter") {
       event.preventDefault();
       submit(form);
