@@ -8,6 +8,9 @@ class JudgingConfig(AppConfig):
 
     def ready(self) -> None:
         from core.jobs import register
+        from judging.agreement import order_stats
         from judging.services import judging_job_kind
+        from labeling.quality.judges import register_order_stats
 
         register(judging_job_kind())
+        register_order_stats(order_stats)

@@ -29,3 +29,9 @@ def cannot_decide(prompt: str, response_a: str, response_b: str) -> None:
 
 def explodes(prompt: str, response_a: str, response_b: str) -> str:
     raise RuntimeError("the check crashed")
+
+
+def longer_is_better(prompt: str, response_a: str, response_b: str) -> str:
+    if len(response_a) == len(response_b):
+        return "tie"
+    return "A" if len(response_a) > len(response_b) else "B"
