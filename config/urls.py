@@ -18,4 +18,5 @@ urlpatterns = [
     path("account/tokens/", include("api.ui_urls")),
     path("", include("labeling.urls")),
     path("", include("training.urls")),
+    path("", include("judging.urls")),
 ]
