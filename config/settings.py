@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "labeling",
     "training",
     "judging",
+    "evaluation",
     "api",
 ]
 

@@ -19,4 +19,5 @@ urlpatterns = [
     path("", include("labeling.urls")),
     path("", include("training.urls")),
     path("", include("judging.urls")),
+    path("", include("evaluation.urls")),
 ]

@@ -34,6 +34,7 @@ from labeling.models import (
     JobStatus,
     Project,
     Prompt,
+    PromptSplit,
     Round,
     Snapshot,
 )
@@ -559,9 +560,10 @@ def start_sampling(
         raise RunRefused("Pairing against the previous checkpoint needs a previous checkpoint.")
     if selection != PromptSelection.ALL and not prompt_limit:
         raise RunRefused("Say how many prompts to sample.", key="prompt_limit")
-    prompt_count = project.prompts.count()
+    # Held-out (eval) prompts are never sampled into a training round.
+    prompt_count = project.prompts.filter(split=PromptSplit.TRAIN).count()
     if not prompt_count:
-        raise RunRefused("The project has no prompts to sample.")
+        raise RunRefused("The project has no training prompts to sample (held-out ones never are).")
     try:
         prompt_limit = check_prompt_limit(prompt_limit, prompt_count)
         generation = check_sampling_params(generation or {})
@@ -583,7 +585,7 @@ def start_sampling(
 
 
 def select_prompts(job: SamplingJob) -> list[Prompt]:
-    prompts = Prompt.objects.filter(project=job.project).order_by("id")
+    prompts = Prompt.objects.filter(project=job.project, split=PromptSplit.TRAIN).order_by("id")
     if job.selection == PromptSelection.FEWEST_VOTES:
         prompts = prompts.annotate(votes=Count("comparisons__votes")).order_by("votes", "id")
         return list(prompts[: job.prompt_limit])

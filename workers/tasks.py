@@ -49,6 +49,13 @@ def judge_comparisons(job_id: int) -> None:
     run_job("judging_job", job_id)
 
 
+@shared_task(name="workers.tasks.run_evaluation")
+def run_evaluation(evaluation_id: int) -> None:
+    from core.jobs import run_job
+
+    run_job("evaluation", evaluation_id)
+
+
 @shared_task(name="workers.tasks.watchdog")
 def watchdog() -> None:
     from core.jobs import watchdog as run_watchdog

@@ -58,6 +58,15 @@ def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
+def _record_seed(record: Any, where: str) -> int | None:
+    value = record.values.get("seed")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise DataError(f"{where}: {record.where}: 'seed' must be a whole number in [0, 2^32)")
+    return value
+
+
 def run_sample(model_path: str, prompts: str, out: str, settings: SampleSettings) -> int:
     """Write ``num_samples`` completions per prompt to ``out``; returns the number of lines."""
     quiet_transformers()
@@ -81,11 +90,29 @@ def run_sample(model_path: str, prompts: str, out: str, settings: SampleSettings
     if device.type == "cuda":
         torch.cuda.manual_seed_all(settings.seed)
 
+    # A prompt record may carry its own "seed": it is then generated alone, right after
+    # torch.manual_seed(seed), so two models given the same file draw with the same seed per
+    # prompt whatever else the file holds (evaluation rounds rely on this).
+    seeds = [_record_seed(record, prompts) for record, _ in parsed]
+    per_prompt = any(seed is not None for seed in seeds)
+    chunks = (
+        [[i] for i in range(len(parsed))]
+        if per_prompt
+        else [
+            list(range(start, min(start + settings.batch_size, len(parsed))))
+            for start in range(0, len(parsed), settings.batch_size)
+        ]
+    )
+
     written = 0
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
-        for start in range(0, len(parsed), settings.batch_size):
-            chunk = list(range(start, min(start + settings.batch_size, len(parsed))))
+        for chunk in chunks:
+            seed = seeds[chunk[0]] if per_prompt else None
+            if seed is not None:
+                torch.manual_seed(seed)
+                if device.type == "cuda":
+                    torch.cuda.manual_seed_all(seed)
             rows = [i for i in chunk for _ in range(settings.num_samples)]
             width = max(len(encoded[i]) for i in rows)
             input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -123,7 +150,7 @@ def run_sample(model_path: str, prompts: str, out: str, settings: SampleSettings
                     "temperature": settings.temperature,
                     "top_p": settings.top_p,
                     "max_new_tokens": settings.max_new_tokens,
-                    "seed": settings.seed,
+                    "seed": settings.seed if seed is None else seed,
                 }
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
                 written += 1
