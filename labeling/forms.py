@@ -7,7 +7,15 @@ from django.contrib.auth import get_user_model
 
 from labeling.browser import Status
 from labeling.importers import ImportKind, OnDuplicate
-from labeling.models import DECISIVE_CHOICES, Choice, FlagKind, FlagReason, Role, Strength
+from labeling.models import (
+    DECISIVE_CHOICES,
+    Choice,
+    FlagKind,
+    FlagReason,
+    Project,
+    Role,
+    Strength,
+)
 
 
 class VoteForm(forms.Form):
@@ -165,3 +173,11 @@ class BulkMembersForm(forms.Form):
     file = forms.FileField(
         label="CSV file", help_text="One user a line: username,role[,email]; header optional."
     )
+
+
+class QueueSettingsForm(forms.ModelForm):
+    """A project admin's choice of queue order and gold rate (help text from the model)."""
+
+    class Meta:
+        model = Project
+        fields = ["queue_order", "gold_rate"]

@@ -24,6 +24,7 @@ urlpatterns = [
         name="quality_settings",
     ),
     path("projects/<int:project_id>/set-aside/", views.set_aside, name="set_aside"),
+    path("projects/<int:project_id>/queue/", views.queue_settings, name="queue_settings"),
     path("projects/<int:project_id>/review/", review_views.review_queue, name="review"),
     path(
         "projects/<int:project_id>/review/comparisons/<int:comparison_id>/",

@@ -17,7 +17,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling import services
-from labeling.forms import AddMemberForm, FlagForm, ImportForm, VoteForm
+from labeling.forms import AddMemberForm, FlagForm, ImportForm, QueueSettingsForm, VoteForm
 from labeling.importers import ImportFailed, import_file
 from labeling.models import Comparison, FlagKind, Membership, Side, Vote
 from labeling.rendering import highlight_css
@@ -66,6 +66,7 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
     if membership.can_manage:
         context["import_form"] = ImportForm()
         context["member_form"] = AddMemberForm()
+        context["queue_form"] = QueueSettingsForm(instance=project)
         context["members"] = project.memberships.select_related("user").order_by("user__username")
     return context
 
@@ -273,6 +274,22 @@ def add_member(request: HttpRequest, project_id: int) -> HttpResponse:
         return render_page(request, "labeling/project_detail.html", context, status=400)
     added = services.add_member(project, form.cleaned_data["username"], form.cleaned_data["role"])
     messages.success(request, f"{added.user} is now {added.get_role_display().lower()}.")
+    return see_other(reverse("labeling:project_detail", args=[project.id]))
+
+
+@login_required
+@require_POST
+def queue_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Set the project's queue order and gold rate (admins)."""
+    membership = manager_or_403(request, project_id)
+    project = membership.project
+    form = QueueSettingsForm(request.POST, instance=project)
+    if not form.is_valid():
+        context = _project_page_context(request, membership)
+        context.update(queue_form=form, partial="queue-form")
+        return render_page(request, "labeling/project_detail.html", context, status=400)
+    form.save()
+    messages.success(request, "Queue settings saved; they apply to the next comparison served.")
     return see_other(reverse("labeling:project_detail", args=[project.id]))
 
 

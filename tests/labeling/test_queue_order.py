@@ -1,6 +1,7 @@
 """Which open comparison an annotator gets next, under each Project.queue_order."""
 
 import pytest
+from django.urls import reverse
 
 from labeling.importers import ImportKind, import_file
 from labeling.models import Comparison, QueueOrder, Role
@@ -66,3 +67,18 @@ def test_annotate_page_names_the_round(client, two_rounds):
     client.force_login(voter)
     page = client.get(f"/projects/{project.id}/annotate/")
     assert b'data-testid="round">Round 2<' in page.content
+
+
+def test_admin_sets_queue_order_and_gold_rate_on_the_project_page(
+    client, project, project_admin, annotator
+):
+    url = reverse("labeling:queue_settings", args=[project.id])
+    client.force_login(annotator)
+    assert client.post(url, {"queue_order": "random", "gold_rate": "0.2"}).status_code == 403
+    client.force_login(project_admin)
+    bad = client.post(url, {"queue_order": "random", "gold_rate": "0.9"}, HTTP_HX_REQUEST="true")
+    assert bad.status_code == 400 and b"less than or equal to 0.5" in bad.content
+    assert b"<html" not in bad.content
+    assert client.post(url, {"queue_order": "fewest_votes", "gold_rate": "0.2"}).status_code == 303
+    project.refresh_from_db()
+    assert (project.queue_order, project.gold_rate) == (QueueOrder.FEWEST_VOTES, 0.2)
