@@ -55,6 +55,8 @@ _ROW_FIELDS = (
     "rejected__model_name",
     "agreeing",
     "decisive",
+    "source",
+    "judge__name",
 )
 
 
@@ -90,8 +92,11 @@ def filter_preferences(
     created_before: datetime | None = None,
     annotator: str | None = None,
     min_agreement: float | None = None,
+    source: str | None = None,
 ) -> QuerySet[Vote]:
     votes = _with_agreement(_decisive_votes(project))
+    if source is not None:  # human, judge or imported (api/judges.py, docs/judges.md)
+        votes = votes.filter(source=source)
     if round is not None:
         votes = votes.filter(comparison__round__number=round)
     if created_after is not None:
@@ -138,6 +143,8 @@ def _row(vote: dict[str, Any], chat: bool) -> dict[str, Any]:
         "chosen_model": vote["chosen__model_name"],
         "rejected_model": vote["rejected__model_name"],
         "created_at": vote["created_at"].isoformat(),
+        "source": vote["source"],
+        "judge": vote["judge__name"],
     }
 
 
@@ -180,17 +187,19 @@ def list_preferences(
     created_before: datetime | None = None,
     annotator: str | None = None,
     min_agreement: float | None = Query(None, ge=0.0, le=1.0),
+    source: str | None = Query(None, pattern="^(human|judge|imported)$"),
 ) -> StreamingHttpResponse:
     """Decisive votes as preference triples, in vote-id order, streamed as JSON lines.
 
     Gold (quality-control) comparisons, ties and both-bad votes are left out. `agreement` is
-    the share of the comparison's decisive votes that chose the same response. Scope: export;
-    role: reviewer or admin."""
+    the share of the comparison's decisive votes that chose the same response. `source` says
+    who voted (human, judge: an AI judge named by `judge`, imported); filter with `source=`.
+    Scope: export; role: reviewer or admin."""
     require_scope(request, Scope.EXPORT)
     project = project_membership(request, project_id, REVIEWER).project
     after = decode_cursor(cursor)
     votes = filter_preferences(
-        project, round, created_after, created_before, annotator, min_agreement
+        project, round, created_after, created_before, annotator, min_agreement, source
     )
     page = votes.order_by("id")
     if after is not None:

@@ -151,3 +151,5 @@ class PreferenceRow(Schema):
     chosen_model: str
     rejected_model: str
     created_at: datetime
+    source: str  # human, judge or imported
+    judge: str | None  # the AI judge's name when source is judge
