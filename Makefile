@@ -41,7 +41,7 @@ demo: setup
 # database N+i of CELERY_BROKER_URL's N) and folders (tests/isolation.py); 0 runs them in one.
 TEST_PROCESSES ?= 3
 test: setup
-	CELERY_BROKER_FOLDER="$(CURDIR)/var/test-broker" $(BIN)/python -m pytest -n $(TEST_PROCESSES)
+	CELERY_BROKER_FOLDER="$(CURDIR)/var/test-broker" $(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check .
