@@ -8,7 +8,7 @@ from __future__ import annotations
 from ninja import NinjaAPI
 from ninja.operation import Operation
 
-from api import evaluations, judges, preferences, review, runs, views
+from api import evaluations, judges, preferences, quality, review, runs, views
 from api.errors import install_error_handlers
 
 
@@ -35,6 +35,7 @@ install_error_handlers(api)
 api.add_router("", views.router)
 api.add_router("", preferences.router)
 api.add_router("", runs.router)
+api.add_router("", quality.router)
 api.add_router("", review.router)
 api.add_router("", evaluations.router)
 api.add_router("", judges.router)

@@ -44,6 +44,11 @@ class SnapshotOut(Schema):
     finished_at: datetime | None
     url: str
     files: SnapshotFiles | None = Field(description="Download URLs; null until ready.")
+    filters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the export left out (docs/api.md, Snapshots): rounds, sources, "
+        "exclude_flagged, adjudicated_only, and counts of excluded annotators.",
+    )
 
 
 class SnapshotPage(Schema):
@@ -51,11 +56,25 @@ class SnapshotPage(Schema):
     next_cursor: str | None
 
 
+class SnapshotFilters(Schema):
+    rounds: list[int] = Field(
+        default_factory=list, description="Round numbers to export; empty: every training round."
+    )
+    sources: list[Literal["human", "judge", "imported"]] = Field(
+        default_factory=list, description="Vote sources to export; empty: all."
+    )
+    exclude_flagged: bool = Field(
+        False, description="Leave out the annotators the newest quality report flags."
+    )
+    adjudicated_only: bool = Field(False, description="Only comparisons a reviewer decided.")
+
+
 class SnapshotCreate(Schema):
-    policy: Literal["every_vote", "majority"] = "majority"
+    policy: Literal["every_vote", "majority", "reliability_weighted", "raw_votes"] = "majority"
     min_agreement: float = Field(
         0.5, ge=0.0, lt=1.0, description="Majority policy: the winner's share must exceed this."
     )
+    filters: SnapshotFilters | None = None
 
 
 class SnapshotAccepted(Schema):

@@ -28,7 +28,7 @@ from api.schemas import (
 from api.tokens import token_memberships
 from labeling.importers import ImportFailed, import_file
 from labeling.models import Project, Snapshot
-from labeling.snapshots import export_snapshot, snapshot_key
+from labeling.snapshots import export_snapshot, manifest_filters, snapshot_key
 
 router = Router(auth=api_auth, tags=["projects and snapshots"])
 
@@ -56,6 +56,7 @@ def snapshot_out(request: HttpRequest, snapshot: Snapshot) -> dict[str, Any]:
         "files": {"jsonl": f"{url}/files/jsonl", "parquet": f"{url}/files/parquet"}
         if ready
         else None,
+        "filters": manifest_filters(snapshot),
     }
 
 
@@ -146,6 +147,7 @@ def start_snapshot(
             payload.policy,
             payload.min_agreement,
             created_by=request_token(request).user,
+            filters=payload.filters.model_dump() if payload.filters is not None else None,
         )
     except ValueError as exc:
         raise ApiError(422, "snapshot_refused", str(exc)) from None

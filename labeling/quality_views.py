@@ -20,7 +20,6 @@ from labeling.models import Membership, Round
 from labeling.quality.forms import QualitySettingsForm
 from labeling.quality.jobs import (
     MAX_PAIRS,
-    failed_report,
     get_quality,
     request_quality_report,
     thresholds_for,
@@ -178,7 +177,7 @@ def _context(
         "report": report,
         "data": data,
         "has_figures": has_figures,
-        "failed": failed_report(project, round_, after=report),
+        "failed": cached.failed,
         "polled": bool(getattr(request, "htmx", False)),
         "partial": "quality-status",
     }

@@ -9,11 +9,21 @@ Files, in the artifact store (core.artifacts) under snapshots/<project id>/<snap
 Columns: `prompt`, `chosen`, `rejected` in the layout Hugging Face datasets and TRL read as-is:
 all strings, or, when any prompt of the export is a chat, all conversational (prompt a list of
 messages, chosen/rejected one-message assistant lists), so every row has the same schema.
-Metadata: comparison_id, round, vote_count, agreement, chosen_model, rejected_model, and for the
-every-vote policy vote_id and strength.
+Metadata: comparison_id, round, vote_count, agreement, chosen_model, rejected_model, vote_id and
+strength (every-vote policy), adjudicated; the reliability-weighted policy adds p_chosen and
+weight. The raw-votes policy (for analysis, never trained on) has its own columns, RAW_COLUMNS.
+
+Which votes (docs/quality.md, "Snapshots"): never gold comparisons, evaluation rounds or
+held-out (eval split) prompts; never annotators a reviewer excluded (AnnotatorExclusion, as of
+the request); and the snapshot's filters: rounds, vote sources, flagged annotators (of the
+newest quality report at the request), adjudicated comparisons only. A reviewer's adjudication
+replaces the votes of its comparison in every policy. The filters are resolved to ids when the
+snapshot is requested and stored on its row, so a rebuild reads the same votes.
 
 Rows are streamed from the database in a fixed order and written as they come, so memory stays
-flat however many votes there are; the same votes and policy give byte-identical files.
+flat however many votes there are (the reliability-weighted policy first fits Dawid-Skene over
+the scope's votes: memory proportional to the votes, once); the same votes, policy and filters
+give byte-identical files.
 """
 
 from __future__ import annotations
@@ -24,22 +34,30 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from core.artifacts import get_store, stage
 from core.jobs import JobKind, Recovery, enqueue, run_job
 from labeling.models import (
     DECISIVE_CHOICES,
+    AnnotatorExclusion,
+    Choice,
     JobStatus,
     Project,
+    PromptSplit,
+    RoundPurpose,
     Snapshot,
     SnapshotPolicy,
     Vote,
+    VoteSource,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,7 +74,33 @@ COLUMNS = [
     "rejected_model",
     "vote_id",
     "strength",
+    "adjudicated",
 ]
+WEIGHTED_COLUMNS = [*COLUMNS, "p_chosen", "weight"]
+RAW_COLUMNS = [
+    "prompt",
+    "response_a",
+    "response_b",
+    "comparison_id",
+    "round",
+    "vote_id",
+    "annotator",
+    "source",
+    "choice",
+    "strength",
+    "left_side",
+    "seconds",
+    "model_a",
+    "model_b",
+    "adjudication",
+]
+# Policies whose rows are preference triples a run may train on.
+TRAINABLE_POLICIES = (
+    SnapshotPolicy.EVERY_VOTE,
+    SnapshotPolicy.MAJORITY,
+    SnapshotPolicy.RELIABILITY_WEIGHTED,
+)
+FILTER_KEYS = ("rounds", "sources", "exclude_flagged", "adjudicated_only")
 _STREAM_CHUNK = 5000
 _PARQUET_BATCH = 2_000
 _WRITE_LINES = 1000  # lines joined into one write() and one hash update
@@ -83,7 +127,10 @@ _VOTE_FIELDS = (
     "comparison__completion_b_id",
     "comparison__completion_b__text",
     "comparison__completion_b__model_name",
+    "comparison__adjudication__choice",
 )
+# What the raw-votes policy reads beyond _VOTE_FIELDS.
+_RAW_FIELDS = ("annotator_id", "judge_id", "source", "left_side", "time_taken_ms")
 
 
 def snapshot_prefix(snapshot: Snapshot) -> str:
@@ -97,35 +144,151 @@ def snapshot_dir(snapshot: Snapshot) -> Path:
     return get_store().work_dir(snapshot_prefix(snapshot))
 
 
+def _resolve_filters(project: Project, policy: str, filters: dict[str, Any]) -> dict[str, Any]:
+    """Check the requested filters and resolve them to what the build reads (ids), so that a
+    rebuild reads exactly the same votes. ``ValueError`` names anything wrong."""
+    from labeling.quality.jobs import latest_report
+
+    if not isinstance(filters, dict):
+        raise ValueError("filters must be an object with keys " + ", ".join(FILTER_KEYS))
+    unknown = sorted(set(filters) - set(FILTER_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown filter(s) {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}.")
+    resolved: dict[str, Any] = {}
+    rounds = filters.get("rounds")
+    if rounds is not None and rounds != []:
+        if not isinstance(rounds, list) or not all(
+            isinstance(r, int) and not isinstance(r, bool) for r in rounds
+        ):
+            raise ValueError("rounds must be a list of round numbers, e.g. [2] or [1, 3].")
+        found = dict(project.rounds.filter(number__in=rounds).values_list("number", "purpose"))
+        missing = sorted(set(rounds) - set(found))
+        if missing:
+            raise ValueError(
+                f"Project {project.name!r} has no round {', '.join(map(str, missing))}."
+            )
+        evaluation = sorted(n for n, purpose in found.items() if purpose == RoundPurpose.EVALUATION)
+        if evaluation:
+            raise ValueError(
+                f"Round {', '.join(map(str, evaluation))} is an evaluation round: its votes "
+                "measure checkpoints and never go into a snapshot."
+            )
+        resolved["rounds"] = sorted(set(rounds))
+    sources = filters.get("sources")
+    if sources is not None and sources != []:
+        if not isinstance(sources, list) or not set(sources) <= set(VoteSource.values):
+            raise ValueError(f"sources must be a list of {', '.join(VoteSource.values)}.")
+        resolved["sources"] = sorted(set(sources))
+    for flag in ("exclude_flagged", "adjudicated_only"):
+        value = filters.get(flag, False)
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be true or false.")
+        resolved[flag] = value
+    if resolved["exclude_flagged"]:
+        report = latest_report(project)
+        if report is None:
+            raise ValueError(
+                "exclude_flagged needs the project's quality figures: compute them on the "
+                "quality page first."
+            )
+        resolved["quality_report"] = report.pk
+        resolved["flagged_annotators"] = sorted(int(a) for a in report.data.get("flagged", []))
+    # Not a filter: a reviewer's exclusion always applies.
+    resolved["excluded_annotators"] = sorted(
+        AnnotatorExclusion.objects.filter(project=project, lifted_at__isnull=True).values_list(
+            "annotator_id", flat=True
+        )
+    )
+    return resolved
+
+
 def request_snapshot(
-    project: Project, policy: str, min_agreement: float = 0.5, created_by: Any = None
+    project: Project,
+    policy: str,
+    min_agreement: float = 0.5,
+    created_by: Any = None,
+    filters: dict[str, Any] | None = None,
 ) -> Snapshot:
     """Create a queued snapshot row; the caller enqueues the build after commit."""
     if policy not in SnapshotPolicy.values:
         raise ValueError(f"Unknown policy {policy!r}; use {', '.join(SnapshotPolicy.values)}.")
     if not 0.0 <= min_agreement < 1.0:
         raise ValueError("min_agreement must be at least 0 and below 1.")
+    resolved = _resolve_filters(project, policy, filters or {})
     return Snapshot.objects.create(
-        project=project, policy=policy, min_agreement=min_agreement, created_by=created_by
+        project=project,
+        policy=policy,
+        min_agreement=min_agreement,
+        created_by=created_by,
+        filters=resolved,
     )
 
 
-def _votes(project_id: int) -> Iterator[dict[str, Any]]:
-    return (
-        Vote.objects.filter(
-            comparison__project_id=project_id,
-            comparison__is_gold=False,
+@dataclass(frozen=True)
+class Scope:
+    """Which votes a snapshot reads, from its project and its resolved filters."""
+
+    project_id: int
+    rounds: tuple[int, ...] = ()
+    sources: tuple[str, ...] = ()
+    excluded: tuple[int, ...] = ()
+    adjudicated_only: bool = False
+
+    def queryset(self) -> QuerySet[Vote]:
+        votes = (
+            Vote.objects.filter(comparison__project_id=self.project_id, comparison__is_gold=False)
+            .exclude(comparison__round__purpose=RoundPurpose.EVALUATION)
+            .exclude(comparison__prompt__split=PromptSplit.EVAL)
         )
+        if self.rounds:
+            votes = votes.filter(comparison__round__number__in=self.rounds)
+        if self.sources:
+            votes = votes.filter(source__in=self.sources)
+        if self.adjudicated_only:
+            votes = votes.filter(comparison__adjudication__isnull=False)
+        if self.excluded:
+            # An adjudicated comparison keeps its votes (they are replaced by the decision, and
+            # carry the prompt and texts), so excluding its voters does not lose the decision.
+            votes = votes.exclude(
+                Q(annotator_id__in=self.excluded) & Q(comparison__adjudication__isnull=True)
+            )
+        return votes
+
+
+def snapshot_scope(snapshot: Snapshot) -> Scope:
+    filters = snapshot.filters or {}
+    excluded = set(filters.get("excluded_annotators", []))
+    if filters.get("exclude_flagged"):
+        excluded |= set(filters.get("flagged_annotators", []))
+    return Scope(
+        project_id=snapshot.project_id,
+        rounds=tuple(filters.get("rounds") or ()),
+        sources=tuple(filters.get("sources") or ()),
+        excluded=tuple(sorted(excluded)),
+        adjudicated_only=bool(filters.get("adjudicated_only")),
+    )
+
+
+def _scope_of(target: Scope | int) -> Scope:
+    # A bare project id means the project's whole default scope (no filters).
+    return target if isinstance(target, Scope) else Scope(project_id=target)
+
+
+def _votes(scope: Scope, extra: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    return (
+        scope.queryset()
         .order_by("comparison_id", "id")
-        .values(*_VOTE_FIELDS)
+        .values(*_VOTE_FIELDS, *extra)
         .iterator(chunk_size=_STREAM_CHUNK)
     )
 
 
-def _comparison_groups(project_id: int) -> Iterator[list[dict[str, Any]]]:
+def _comparison_groups(
+    target: Scope | int, extra: tuple[str, ...] = ()
+) -> Iterator[list[dict[str, Any]]]:
     """The streamed votes, one list per comparison (they arrive ordered by comparison)."""
     group: list[dict[str, Any]] = []
-    for vote in _votes(project_id):
+    for vote in _votes(_scope_of(target), extra):
         if group and group[0]["comparison_id"] != vote["comparison_id"]:
             yield group
             group = []
@@ -134,26 +297,32 @@ def _comparison_groups(project_id: int) -> Iterator[list[dict[str, Any]]]:
         yield group
 
 
-def _project_has_chat(project_id: int) -> bool:
-    return Vote.objects.filter(
-        comparison__project_id=project_id,
-        comparison__is_gold=False,
-        comparison__prompt__messages__isnull=False,
-    ).exists()
+def _project_has_chat(target: Scope | int) -> bool:
+    return _scope_of(target).queryset().filter(comparison__prompt__messages__isnull=False).exists()
 
 
-def _triple(vote: dict[str, Any], chat: bool) -> dict[str, Any]:
-    a_is_chosen = vote["chosen_id"] == vote["comparison__completion_a_id"]
-    winner, loser = ("a", "b") if a_is_chosen else ("b", "a")
-    chosen = vote[f"comparison__completion_{winner}__text"]
-    rejected = vote[f"comparison__completion_{loser}__text"]
+def _layout(vote: dict[str, Any], chat: bool) -> tuple[Any, Any, Any]:
+    """The prompt and the two responses (A, B) in the export's layout."""
     messages = vote["comparison__prompt__messages"]
     prompt: Any = messages if messages is not None else vote["comparison__prompt__text"]
+    text_a: Any = vote["comparison__completion_a__text"]
+    text_b: Any = vote["comparison__completion_b__text"]
     if chat:
         if messages is None:
             prompt = [{"role": "user", "content": prompt}]
-        chosen = [{"role": "assistant", "content": chosen}]
-        rejected = [{"role": "assistant", "content": rejected}]
+        text_a = [{"role": "assistant", "content": text_a}]
+        text_b = [{"role": "assistant", "content": text_b}]
+    return prompt, text_a, text_b
+
+
+def _triple(vote: dict[str, Any], chat: bool, a_wins: bool | None = None) -> dict[str, Any]:
+    """The (prompt, chosen, rejected) row of a comparison; the winner is the vote's chosen
+    completion unless ``a_wins`` says which side won (an adjudication, a fitted model)."""
+    if a_wins is None:
+        a_wins = vote["chosen_id"] == vote["comparison__completion_a_id"]
+    winner, loser = ("a", "b") if a_wins else ("b", "a")
+    prompt, text_a, text_b = _layout(vote, chat)
+    chosen, rejected = (text_a, text_b) if a_wins else (text_b, text_a)
     return {
         "prompt": prompt,
         "chosen": chosen,
@@ -163,15 +332,31 @@ def _triple(vote: dict[str, Any], chat: bool) -> dict[str, Any]:
         "vote_count": vote["comparison__vote_count"],
         "chosen_model": vote[f"comparison__completion_{winner}__model_name"],
         "rejected_model": vote[f"comparison__completion_{loser}__model_name"],
+        "adjudicated": False,
     }
 
 
-def _every_vote_rows(project_id: int, chat: bool) -> Iterator[dict[str, Any]]:
-    for group in _comparison_groups(project_id):
+def _adjudicated_row(group: list[dict[str, Any]], chat: bool) -> dict[str, Any] | None:
+    """The row a reviewer's decision gives: a triple when it named a winner, else none."""
+    decision = group[0]["comparison__adjudication__choice"]
+    if decision not in DECISIVE_CHOICES:
+        return None
+    row = _triple(group[0], chat, a_wins=decision == Choice.A)
+    row.update(agreement=1.0, vote_id=None, strength=None, adjudicated=True)
+    return row
+
+
+def _every_vote_rows(target: Scope | int, chat: bool) -> Iterator[dict[str, Any]]:
+    for group in _comparison_groups(target):
         yield from _every_vote_group(group, chat)
 
 
 def _every_vote_group(group: list[dict[str, Any]], chat: bool) -> Iterator[dict[str, Any]]:
+    if group[0]["comparison__adjudication__choice"]:
+        row = _adjudicated_row(group, chat)
+        if row is not None:
+            yield row
+        return
     decisive = [vote for vote in group if vote["choice"] in DECISIVE_CHOICES]
     for vote in decisive:
         agreeing = sum(1 for other in decisive if other["chosen_id"] == vote["chosen_id"])
@@ -192,30 +377,26 @@ def _json_bytes(value: Any) -> bytes:
     return _JSON.encode(value).encode()
 
 
-def _every_vote_lines(project_id: int, chat: bool) -> Iterator[bytes]:
+def _every_vote_lines(target: Scope | int, chat: bool) -> Iterator[bytes]:
     """_canonical_line() of each row _every_vote_rows() yields, byte for byte, but faster.
 
     The votes of one comparison share its prompt, texts and model names: they are JSON-encoded
     once per comparison, and each vote's line is joined from those pieces and its own fields.
     """
-    for group in _comparison_groups(project_id):
+    for group in _comparison_groups(target):
         yield from _every_vote_group_lines(group, chat)
 
 
 def _every_vote_group_lines(group: list[dict[str, Any]], chat: bool) -> Iterator[bytes]:
+    if group[0]["comparison__adjudication__choice"]:
+        # One row at most: the plain definition is fast enough.
+        yield from (_canonical_line(row) for row in _every_vote_group(group, chat))
+        return
     decisive = [vote for vote in group if vote["choice"] in DECISIVE_CHOICES]
     if not decisive:
         return
     first = decisive[0]
-    messages = first["comparison__prompt__messages"]
-    prompt: Any = messages if messages is not None else first["comparison__prompt__text"]
-    text_a: Any = first["comparison__completion_a__text"]
-    text_b: Any = first["comparison__completion_b__text"]
-    if chat:
-        if messages is None:
-            prompt = [{"role": "user", "content": prompt}]
-        text_a = [{"role": "assistant", "content": text_a}]
-        text_b = [{"role": "assistant", "content": text_b}]
+    prompt, text_a, text_b = _layout(first, chat)
     head = b'{"prompt":' + _json_bytes(prompt)
     a, b = _json_bytes(text_a), _json_bytes(text_b)
     model_a = _json_bytes(first["comparison__completion_a__model_name"])
@@ -245,13 +426,15 @@ def _every_vote_group_lines(group: list[dict[str, Any]], chat: bool) -> Iterator
                 b"%d" % vote["id"],
                 b',"strength":',
                 _json_bytes(vote["strength"] or None),
-                b"}\n",
+                b',"adjudicated":false}\n',
             )
         )
 
 
-def _majority_rows(project_id: int, chat: bool, min_agreement: float) -> Iterator[dict[str, Any]]:
-    for group in _comparison_groups(project_id):
+def _majority_rows(
+    target: Scope | int, chat: bool, min_agreement: float
+) -> Iterator[dict[str, Any]]:
+    for group in _comparison_groups(target):
         yield from _majority_group(group, chat, min_agreement)
 
 
@@ -263,6 +446,11 @@ def _majority_group(
     Ties and both-bad votes count against agreement (they are votes that did not pick the
     winner), so a comparison most annotators called a tie yields nothing.
     """
+    if group[0]["comparison__adjudication__choice"]:
+        row = _adjudicated_row(group, chat)
+        if row is not None:
+            yield row
+        return
     decisive = [vote for vote in group if vote["choice"] in DECISIVE_CHOICES]
     if not decisive:
         return
@@ -281,36 +469,202 @@ def _majority_group(
     yield row
 
 
+def _rater(vote: dict[str, Any]) -> str:
+    """Who cast a vote, as one label space for the reliability model: an annotator, a judge,
+    or (an imported vote, author unknown) a rater of its own."""
+    if vote["annotator_id"] is not None:
+        return f"u{vote['annotator_id']}"
+    if vote["judge_id"] is not None:
+        return f"j{vote['judge_id']}"
+    return f"i{vote['id']}"
+
+
+def soft_labels_for(scope: Scope) -> dict[int, tuple[float, float]]:
+    """Dawid-Skene (labeling.quality) over the scope's votes, every choice included: per
+    comparison, (P(A beats B) with a tie as half a win, P(a real preference pair)), both
+    rounded to 6 digits so that the files' bytes do not depend on the last bits of a float."""
+    import numpy as np
+    import pandas as pd
+
+    from labeling.quality.reliability import fit_dawid_skene, soft_labels
+    from labeling.quality.votes import encode_votes
+
+    fields = ("id", "comparison_id", "annotator_id", "judge_id", "choice", "left_side")
+    rows = list(scope.queryset().order_by("comparison_id", "id").values_list(*fields))
+    if not rows:
+        return {}
+    frame = pd.DataFrame(rows, columns=list(fields))
+    raters = [
+        _rater({"id": i, "annotator_id": a, "judge_id": j})
+        for i, a, j in zip(frame["id"], frame["annotator_id"], frame["judge_id"], strict=True)
+    ]
+    # Only comparison, annotator and choice reach the model; the other columns the vote table
+    # requires are filled with neutral values (no time, no length, one round, no gold).
+    table = pd.DataFrame(
+        {
+            "comparison": frame["comparison_id"].to_numpy(dtype=np.int64),
+            "annotator": raters,
+            "choice": frame["choice"],
+            "left_side": frame["left_side"],
+            "seconds": np.nan,
+            "len_a": 0.0,
+            "len_b": 0.0,
+            "model_a": "",
+            "model_b": "",
+            "round": 1,
+            "gold": None,
+        }
+    )
+    encoded = encode_votes(table)
+    labels = soft_labels(encoded, fit_dawid_skene(encoded))
+    return {
+        int(c): (round(float(p), 6), round(float(w), 6))
+        for c, p, w in zip(labels["comparison"], labels["p_chosen"], labels["weight"], strict=True)
+    }
+
+
+def _weighted_rows(scope: Scope, chat: bool) -> Iterator[dict[str, Any]]:
+    """One row per comparison with a decisive vote: the side the fitted model prefers wins,
+    ``p_chosen`` is its probability of beating the other, ``weight`` the probability that the
+    pair is a real preference pair. A comparison the model cannot split (p = 0.5) or calls
+    both bad for certain (weight 0) is left out; an adjudicated one is exported as decided,
+    with p_chosen and weight 1."""
+    labels = soft_labels_for(scope)
+    for group in _comparison_groups(scope):
+        if group[0]["comparison__adjudication__choice"]:
+            row = _adjudicated_row(group, chat)
+            if row is not None:
+                row.update(p_chosen=1.0, weight=1.0)
+                yield row
+            continue
+        decisive = [vote for vote in group if vote["choice"] in DECISIVE_CHOICES]
+        if not decisive:
+            continue
+        p_a, weight = labels[group[0]["comparison_id"]]
+        if p_a == 0.5 or weight <= 0.0:
+            continue
+        a_wins = p_a > 0.5
+        row = _triple(group[0], chat, a_wins=a_wins)
+        winner = Choice.A if a_wins else Choice.B
+        agreeing = sum(1 for vote in group if vote["choice"] == winner)
+        row.update(
+            agreement=round(agreeing / len(group), 6),
+            vote_id=None,
+            strength=None,
+            p_chosen=p_a if a_wins else round(1.0 - p_a, 6),
+            weight=weight,
+        )
+        yield row
+
+
+def pseudonym(project_id: int, annotator_id: int) -> str:
+    """A stable stand-in for an annotator in raw-votes exports: an HMAC of the project and the
+    user id keyed by SECRET_KEY, so it is the same in every snapshot of the project, differs
+    between projects, and cannot be turned back into the user without the key."""
+    digest = salted_hmac("preflab.snapshots.annotator", f"{project_id}:{annotator_id}")
+    return "a-" + digest.hexdigest()[:16]
+
+
+def _raw_rows(scope: Scope, chat: bool) -> Iterator[dict[str, Any]]:
+    for group in _comparison_groups(scope, _RAW_FIELDS):
+        prompt, text_a, text_b = _layout(group[0], chat)
+        if chat:  # the responses stay strings: raw votes are for analysis, not for TRL
+            text_a, text_b = text_a[0]["content"], text_b[0]["content"]
+        for vote in group:
+            if vote["annotator_id"] is not None:
+                who: str | None = pseudonym(scope.project_id, vote["annotator_id"])
+            elif vote["judge_id"] is not None:
+                who = f"judge-{vote['judge_id']}"
+            else:
+                who = None
+            ms = vote["time_taken_ms"]
+            yield {
+                "prompt": prompt,
+                "response_a": text_a,
+                "response_b": text_b,
+                "comparison_id": vote["comparison_id"],
+                "round": vote["comparison__round__number"],
+                "vote_id": vote["id"],
+                "annotator": who,
+                "source": vote["source"],
+                "choice": vote["choice"],
+                "strength": vote["strength"] or None,
+                "left_side": vote["left_side"] or None,
+                "seconds": None if ms is None else ms / 1000.0,
+                "model_a": vote["comparison__completion_a__model_name"],
+                "model_b": vote["comparison__completion_b__model_name"],
+                "adjudication": vote["comparison__adjudication__choice"] or None,
+            }
+
+
+def columns_for(policy: str) -> list[str]:
+    if policy == SnapshotPolicy.RAW_VOTES:
+        return RAW_COLUMNS
+    if policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
+        return WEIGHTED_COLUMNS
+    return COLUMNS
+
+
 def iter_snapshot_rows(snapshot: Snapshot) -> Iterator[dict[str, Any]]:
-    chat = _project_has_chat(snapshot.project_id)
+    scope = snapshot_scope(snapshot)
+    chat = _project_has_chat(scope)
     if snapshot.policy == SnapshotPolicy.EVERY_VOTE:
-        return _every_vote_rows(snapshot.project_id, chat)
-    return _majority_rows(snapshot.project_id, chat, snapshot.min_agreement)
+        return _every_vote_rows(scope, chat)
+    if snapshot.policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
+        return _weighted_rows(scope, chat)
+    if snapshot.policy == SnapshotPolicy.RAW_VOTES:
+        return _raw_rows(scope, chat)
+    return _majority_rows(scope, chat, snapshot.min_agreement)
 
 
 def iter_snapshot_lines(snapshot: Snapshot, chat: bool) -> Iterator[bytes]:
     """The data.jsonl lines, in order: _canonical_line() of each iter_snapshot_rows() row."""
+    scope = snapshot_scope(snapshot)
+    columns = columns_for(snapshot.policy)
     if snapshot.policy == SnapshotPolicy.EVERY_VOTE:
-        return _every_vote_lines(snapshot.project_id, chat)
-    rows = _majority_rows(snapshot.project_id, chat, snapshot.min_agreement)
-    return (_canonical_line(row) for row in rows)
+        return _every_vote_lines(scope, chat)
+    if snapshot.policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
+        rows = _weighted_rows(scope, chat)
+    elif snapshot.policy == SnapshotPolicy.RAW_VOTES:
+        rows = _raw_rows(scope, chat)
+    else:
+        rows = _majority_rows(scope, chat, snapshot.min_agreement)
+    return (_canonical_line(row, columns) for row in rows)
 
 
-def _canonical_line(row: dict[str, Any]) -> bytes:
-    ordered = {column: row.get(column) for column in COLUMNS}
+def _canonical_line(row: dict[str, Any], columns: list[str] = COLUMNS) -> bytes:
+    ordered = {column: row.get(column) for column in columns}
     return (
         json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), sort_keys=False) + "\n"
     ).encode()
 
 
-def _parquet_schema(chat: bool) -> Any:
+def _parquet_schema(chat: bool, policy: str = SnapshotPolicy.EVERY_VOTE) -> Any:
     import pyarrow as pa
 
     text = pa.string()
     message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     turn = message if chat else text
-    return pa.schema(
-        [
+    if policy == SnapshotPolicy.RAW_VOTES:
+        fields = [
+            ("prompt", turn),
+            ("response_a", text),
+            ("response_b", text),
+            ("comparison_id", pa.int64()),
+            ("round", pa.int64()),
+            ("vote_id", pa.int64()),
+            ("annotator", text),
+            ("source", text),
+            ("choice", text),
+            ("strength", text),
+            ("left_side", text),
+            ("seconds", pa.float64()),
+            ("model_a", text),
+            ("model_b", text),
+            ("adjudication", text),
+        ]
+    else:
+        fields = [
             ("prompt", turn),
             ("chosen", turn),
             ("rejected", turn),
@@ -322,16 +676,22 @@ def _parquet_schema(chat: bool) -> Any:
             ("rejected_model", text),
             ("vote_id", pa.int64()),
             ("strength", text),
+            ("adjudicated", pa.bool_()),
         ]
-    )
+        if policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
+            fields += [("p_chosen", pa.float64()), ("weight", pa.float64())]
+    # Every column is nullable (Arrow's default); the ones a policy never fills are null.
+    return pa.schema(fields)
 
 
-def _write_parquet(jsonl_path: Path, parquet_path: Path, chat: bool) -> str:
+def _write_parquet(
+    jsonl_path: Path, parquet_path: Path, chat: bool, policy: str = SnapshotPolicy.EVERY_VOTE
+) -> str:
     """Convert the finished JSONL in batches; returns the Parquet file's SHA-256."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = _parquet_schema(chat)
+    schema = _parquet_schema(chat, policy)
     # Fixed writer settings: the same rows always give the same bytes.
     with (
         pq.ParquetWriter(
@@ -365,23 +725,68 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def manifest_filters(snapshot: Snapshot) -> dict[str, Any]:
+    """The snapshot's filters as the manifest and the dataset card state them: annotators are
+    counted, never named."""
+    filters = snapshot.filters or {}
+    return {
+        "rounds": filters.get("rounds") or "all",
+        "sources": filters.get("sources") or "all",
+        "exclude_flagged": bool(filters.get("exclude_flagged")),
+        "flagged_annotators_excluded": len(filters.get("flagged_annotators", []))
+        if filters.get("exclude_flagged")
+        else 0,
+        "quality_report": filters.get("quality_report"),
+        "adjudicated_only": bool(filters.get("adjudicated_only")),
+        "annotators_excluded_by_reviewers": len(filters.get("excluded_annotators", [])),
+        "evaluation_rounds": "never included",
+        "held_out_prompts": "never included",
+    }
+
+
 def _dataset_card(snapshot: Snapshot, rows: int, sha256: str, chat: bool) -> str:
     layout = "conversational (lists of chat messages)" if chat else "plain strings"
     policy = SnapshotPolicy(snapshot.policy).label
+    columns = ", ".join(f"`{c}`" for c in columns_for(snapshot.policy))
+    filters = "\n".join(f"  - {k}: {v}" for k, v in manifest_filters(snapshot).items())
+    if snapshot.policy == SnapshotPolicy.RAW_VOTES:
+        kind = (
+            "Every vote, ties and both-bad included, for your own analysis. Not preference "
+            "triples: PrefLab does not train on this export. Annotators are pseudonymised "
+            "(`annotator`: an HMAC of project and user, the same across this project's "
+            "snapshots)."
+        )
+    else:
+        kind = (
+            "Preference triples: `prompt`, `chosen`, `rejected` are readable as-is by "
+            '`datasets.load_dataset("json", ...)` and TRL\'s DPOTrainer. Ties and both-bad '
+            "votes are not exported."
+        )
+    weighted = (
+        "\n`p_chosen` is the Dawid-Skene model's probability that `chosen` beats `rejected` "
+        "(a tie counted as half a win); `weight` its probability that the pair is a real "
+        "preference pair (not both bad). PrefLab's engine weights each pair's loss by "
+        "`weight`.\n"
+        if snapshot.policy == SnapshotPolicy.RELIABILITY_WEIGHTED
+        else ""
+    )
     return f"""# {snapshot.project.name}: preference snapshot {snapshot.pk}
 
-Preference triples exported by PrefLab.
+Exported by PrefLab.
 
 - rows: {rows}
 - policy: {policy} (`{snapshot.policy}`, min agreement {snapshot.min_agreement})
 - layout: {layout}
 - data.jsonl SHA-256: `{sha256}`
+- filters:
+{filters}
 
-Columns: `prompt`, `chosen`, `rejected` (readable as-is by `datasets.load_dataset("json", ...)`
-and TRL's DPOTrainer), plus `comparison_id`, `round`, `vote_count`, `agreement`,
-`chosen_model`, `rejected_model`, `vote_id`, `strength`.
+{kind}
 
-Gold (quality-control) comparisons, ties and both-bad votes are not exported.
+Columns: {columns}.
+{weighted}
+Gold (quality-control) comparisons, evaluation rounds and held-out prompts are never exported.
+A reviewer's adjudication replaces the votes of its comparison (`adjudicated`/`adjudication`).
 """
 
 
@@ -421,7 +826,7 @@ def _build(claimed: Snapshot) -> None:
         # query runs as a plain cursor. Outside a transaction (autocommit) Django declares it
         # WITH HOLD, and PostgreSQL materialises the whole result set before the first row.
         with transaction.atomic(), jsonl_path.open("wb") as out:
-            chat = _project_has_chat(snapshot.project_id)
+            chat = _project_has_chat(snapshot_scope(snapshot))
             pending: list[bytes] = []
             for line in iter_snapshot_lines(snapshot, chat):
                 pending.append(line)
@@ -438,7 +843,9 @@ def _build(claimed: Snapshot) -> None:
             out.flush()
             os.fsync(out.fileno())
         sha256 = digest.hexdigest()
-        parquet_sha256 = _write_parquet(jsonl_path, temp_dir / "data.parquet", chat)
+        parquet_sha256 = _write_parquet(
+            jsonl_path, temp_dir / "data.parquet", chat, snapshot.policy
+        )
         manifest = {
             "snapshot_id": snapshot.pk,
             "project": snapshot.project.name,
@@ -447,7 +854,9 @@ def _build(claimed: Snapshot) -> None:
             "min_agreement": snapshot.min_agreement,
             "rows": rows,
             "layout": "conversational" if chat else "string",
-            "columns": COLUMNS,
+            "trainable": snapshot.policy in TRAINABLE_POLICIES,
+            "filters": manifest_filters(snapshot),
+            "columns": columns_for(snapshot.policy),
             "files": {
                 "data.jsonl": {"sha256": sha256},
                 "data.parquet": {"sha256": parquet_sha256},
@@ -498,11 +907,15 @@ def snapshot_file(snapshot: Snapshot, file_format: str = "jsonl") -> Path:
 
 
 def export_snapshot(
-    project: Project, policy: str, min_agreement: float = 0.5, created_by: Any = None
+    project: Project,
+    policy: str,
+    min_agreement: float = 0.5,
+    created_by: Any = None,
+    filters: dict[str, Any] | None = None,
 ) -> Snapshot:
     """Queue a snapshot and send its build task once the row is committed."""
     with transaction.atomic():
-        snapshot = request_snapshot(project, policy, min_agreement, created_by)
+        snapshot = request_snapshot(project, policy, min_agreement, created_by, filters)
         enqueue(BUILD_SNAPSHOT_TASK, snapshot.pk)
     return snapshot
 

@@ -23,6 +23,39 @@ class SnapshotForm(forms.Form):
         initial=0.5,
         help_text="Majority policy: the winner needs more than this share of the votes.",
     )
+    rounds = forms.CharField(
+        required=False,
+        label="Rounds",
+        help_text="Round numbers to export, e.g. 3 or 1, 3; empty: every training round.",
+    )
+    exclude_flagged = forms.BooleanField(
+        required=False,
+        label="Leave out flagged annotators",
+        help_text="The annotators the newest quality report flags (quality page).",
+    )
+    adjudicated_only = forms.BooleanField(
+        required=False,
+        label="Adjudicated comparisons only",
+        help_text="Only comparisons a reviewer decided.",
+    )
+
+    def clean_rounds(self) -> list[int]:
+        text = self.cleaned_data.get("rounds", "") or ""
+        parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+        bad = [part for part in parts if not part.isdigit()]
+        if bad:
+            raise forms.ValidationError(
+                f"Rounds are whole numbers separated by commas; not {', '.join(bad)}."
+            )
+        return sorted({int(part) for part in parts})
+
+    def filters(self) -> dict[str, Any]:
+        """Snapshot.filters as labeling.snapshots.request_snapshot takes them."""
+        return {
+            "rounds": self.cleaned_data["rounds"],
+            "exclude_flagged": self.cleaned_data["exclude_flagged"],
+            "adjudicated_only": self.cleaned_data["adjudicated_only"],
+        }
 
 
 class RunForm(forms.Form):
@@ -49,7 +82,10 @@ class RunForm(forms.Form):
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        snapshots = Snapshot.objects.filter(project=project, status=JobStatus.SUCCEEDED)
+        # A raw_votes export (every vote, for analysis) holds no triples to train on.
+        snapshots = Snapshot.objects.filter(project=project, status=JobStatus.SUCCEEDED).exclude(
+            policy=SnapshotPolicy.RAW_VOTES
+        )
         checkpoints = Checkpoint.objects.filter(project=project)
         self.fields["snapshot"].queryset = snapshots  # type: ignore[attr-defined]
         self.fields["start_checkpoint"].queryset = checkpoints  # type: ignore[attr-defined]

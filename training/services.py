@@ -37,6 +37,7 @@ from labeling.models import (
     PromptSplit,
     Round,
     Snapshot,
+    SnapshotPolicy,
 )
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
@@ -162,6 +163,11 @@ def start_run(
     """Queue a training run; the train task is sent after the transaction commits."""
     if snapshot.status != JobStatus.SUCCEEDED:
         raise RunRefused(f"Snapshot {snapshot.pk} is {snapshot.status}; wait until it is ready.")
+    if snapshot.policy == SnapshotPolicy.RAW_VOTES:
+        raise RunRefused(
+            f"Snapshot {snapshot.pk} is a raw_votes export (every vote, for analysis), not "
+            "preference triples: export one with another policy to train."
+        )
     if not snapshot.row_count:
         raise RunRefused(f"Snapshot {snapshot.pk} has no rows to train on.")
     for checkpoint in (start_checkpoint, reference_checkpoint):

@@ -63,12 +63,17 @@ def snapshot_create(request: HttpRequest, project_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, f"Snapshot not started: {form.errors.as_text()}")
         return see_other(reverse("training:pipeline", args=[project_id]))
-    snapshot = export_snapshot(
-        membership.project,
-        form.cleaned_data["policy"],
-        form.cleaned_data["min_agreement"],
-        created_by=current_user(request),
-    )
+    try:
+        snapshot = export_snapshot(
+            membership.project,
+            form.cleaned_data["policy"],
+            form.cleaned_data["min_agreement"],
+            created_by=current_user(request),
+            filters=form.filters(),
+        )
+    except ValueError as exc:  # a filter the project cannot satisfy (no such round, ...)
+        messages.error(request, f"Snapshot not started: {exc}")
+        return see_other(reverse("training:pipeline", args=[project_id]))
     return see_other(reverse("training:snapshot", args=[project_id, snapshot.pk]))
 
 

@@ -203,6 +203,8 @@ def _compute(claimed: QualityReport) -> None:
     report = QualityReport.objects.select_related("project").get(id=claimed.pk)
     _log(report.pk, "reading votes")
     table = load_votes(report.project_id, report.round_id)
+    # Recorded before the figures, so a failed report says which votes it failed on.
+    QualityReport.objects.filter(id=report.pk).update(vote_count=len(table.frame))
     thresholds = thresholds_for(report.project)
     _log(report.pk, f"computing figures over {len(table.frame):,} votes")
     data = report_data(table, thresholds)
@@ -281,6 +283,8 @@ class CachedQuality:
     report: QualityReport | None
     computing: QualityReport | None
     current_votes: int
+    # The scope's newest report when it failed after the cached one was computed.
+    failed: QualityReport | None = None
 
     @property
     def stale(self) -> bool:
@@ -291,13 +295,18 @@ def get_quality(
     project: Project, round_: Round | None = None, *, refresh: bool = True
 ) -> CachedQuality:
     """The newest report of the scope; with ``refresh``, queue a new one when there is none or
-    the human vote count changed since it was computed (and none is queued or running)."""
+    the human vote count changed since it was computed, and none is queued or running. A
+    report that failed on the same vote count is not retried by itself (it would fail again):
+    *Recompute* or new thresholds queue one."""
     report = latest_report(project, round_)
     current = count_votes(project.pk, round_.pk if round_ is not None else None)
     computing = active_report(project, round_)
-    if refresh and computing is None and (report is None or report.vote_count != current):
+    failed = failed_report(project, round_, after=report)
+    outdated = report is None or report.vote_count != current
+    failed_on_these = failed is not None and failed.vote_count == current
+    if refresh and computing is None and outdated and not failed_on_these:
         computing = request_quality_report(project, round_)
-    return CachedQuality(report, computing, current)
+    return CachedQuality(report, computing, current, failed)
 
 
 def quality_job_kind() -> JobKind:

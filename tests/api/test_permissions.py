@@ -115,6 +115,15 @@ ENDPOINTS = [
         Role.REVIEWER,
         200,
     ),
+    # With no figures computed yet the right token gets 202 (a computation is queued).
+    Endpoint(
+        "get_project_quality",
+        "get",
+        lambda w: f"projects/{w.project.id}/quality",
+        "read",
+        Role.REVIEWER,
+        202,
+    ),
 ]
 
 

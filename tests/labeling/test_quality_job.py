@@ -136,3 +136,16 @@ def test_project_thresholds_change_the_flags(crowd):
     crowd.project.save()
     report = computed(crowd.project)
     assert crowd.users["speedy"].pk not in report.data["flagged"]
+
+
+@pytest.mark.django_db
+def test_a_report_that_failed_on_these_votes_is_not_queued_again_by_reading(crowd):
+    crowd.project.quality_settings = {"bogus": 1}
+    crowd.project.save()
+    cached = get_quality(crowd.project)
+    with pytest.raises(ValueError):
+        compute_quality_report(cached.computing.pk)
+    again = get_quality(crowd.project)
+    assert again.computing is None and again.failed is not None
+    assert again.failed.vote_count == 30 * 6
+    assert "bogus" in again.failed.error

@@ -152,3 +152,15 @@ def test_the_project_page_links_reviewers_to_the_quality_page(client, crowd):
         reverse("labeling:project_detail", args=[crowd.project.pk])
     )
     assert url(crowd).encode() not in page.content
+
+
+@pytest.mark.django_db
+def test_a_failed_computation_is_shown_with_its_error(client, crowd):
+    crowd.project.quality_settings = {"bogus": 1}
+    crowd.project.save()
+    report = request_quality_report(crowd.project)
+    with pytest.raises(ValueError):
+        compute_quality_report(report.pk)
+    html = as_user(client, crowd.users["boss"]).get(url(crowd)).content.decode()
+    assert "The last computation failed" in html and "unknown key(s) bogus" in html
+    assert "The stored thresholds are not valid" in html
