@@ -144,3 +144,62 @@ def describe(snapshot: Snapshot, values: dict[str, Any]) -> str:
         f"epoch{'s' if values['epochs'] != 1 else ''} ({steps}), "
         f"{values['warmup_steps']} warm-up steps{length}.{rate}"
     )
+
+
+# --- label smoothing from measured agreement (quality control; kept apart from the rest) ---
+SMOOTHING_CAP = 0.3  # never suggest more: past this the labels are too noisy to train on
+
+
+def _flip_rate(percent_agreement: float) -> float:
+    """The per-vote flip probability e that explains an agreement a between two votes when
+    each is wrong independently with probability e: a = (1 - e)^2 + e^2, so
+    e = (1 - sqrt(2a - 1)) / 2 (0.5 at chance agreement or below)."""
+    return (1.0 - math.sqrt(max(0.0, 2.0 * percent_agreement - 1.0))) / 2.0
+
+
+def _majority_flip(e: float, k: int) -> float:
+    """The probability that a strict majority of k independent votes, each wrong with
+    probability e, is wrong (a tied split is exported by no policy, so it is left out)."""
+    wrong = sum(math.comb(k, j) * e**j * (1 - e) ** (k - j) for j in range(k // 2 + 1, k + 1))
+    right = sum(math.comb(k, j) * (1 - e) ** j * e ** (k - j) for j in range(k // 2 + 1, k + 1))
+    return wrong / (wrong + right) if wrong + right > 0 else e
+
+
+def suggested_label_smoothing(snapshot: Snapshot) -> tuple[float, str] | None:
+    """Conservative DPO's eps (the probability that a label is flipped) for this snapshot,
+    from the project's newest quality report, and the sentence that says how; None when
+    there is no report or no agreement to measure (docs/quality.md, "Label smoothing").
+
+    every_vote: the per-vote flip rate e from the percent agreement of the snapshot's round
+    (or the project). majority and reliability_weighted: the chance that the majority of the
+    typical number of votes per comparison is wrong, under the same e. Percent agreement
+    counts ties and both-bad as choices, so e errs on the high (conservative) side."""
+    from labeling.models import SnapshotPolicy
+    from labeling.quality.jobs import latest_report
+
+    if snapshot.policy == SnapshotPolicy.RAW_VOTES:
+        return None
+    report = latest_report(snapshot.project)
+    if report is None or not report.data.get("votes"):
+        return None
+    rounds = (snapshot.filters or {}).get("rounds") or []
+    section = report.data["project"]
+    where = "the project"
+    if len(rounds) == 1 and str(rounds[0]) in report.data.get("rounds", {}):
+        section = report.data["rounds"][str(rounds[0])]
+        where = f"round {rounds[0]}"
+    agreement = section["agreement"]["percent_agreement"]
+    if agreement is None:
+        return None
+    e = _flip_rate(agreement)
+    how = f"a per-vote flip rate of {e:.3f}"
+    if snapshot.policy != SnapshotPolicy.EVERY_VOTE:
+        sizes = {int(k): v for k, v in section["agreement"]["votes_per_comparison"].items()}
+        k = max(sizes, key=lambda size: (sizes[size], size))
+        e = _majority_flip(e, k)
+        how += f", {e:.3f} for a majority of {k} votes"
+    eps = round(min(e, SMOOTHING_CAP), 3)
+    return eps, (
+        f"Label smoothing {eps:g} from the measured agreement: {agreement:.1%} of vote pairs "
+        f"agree in {where} (quality report {report.pk}), {how}."
+    )

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from api.downloads import serve_file
 from core.artifacts import get_store
-from labeling.models import JobStatus, Snapshot
+from labeling.models import JobStatus, Snapshot, SnapshotPolicy
 from labeling.snapshots import export_snapshot, snapshot_key
 from labeling.web import (
     current_user,
@@ -30,7 +30,7 @@ from labeling.web import (
 from training import services
 from training.charts import chart_metrics, run_series
 from training.defaults import describe as describe_defaults
-from training.defaults import suggested_run_values
+from training.defaults import suggested_label_smoothing, suggested_run_values
 from training.forms import RunForm, SamplingForm, SnapshotForm
 from training.models import Checkpoint, SamplingJob, TrainingRun
 
@@ -126,7 +126,11 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = manager_or_403(request, project_id)
     project = membership.project
     initial: dict[str, Any] = {}
-    ready = Snapshot.objects.filter(project=project, status=JobStatus.SUCCEEDED).order_by("-id")
+    ready = (
+        Snapshot.objects.filter(project=project, status=JobStatus.SUCCEEDED)
+        .exclude(policy=SnapshotPolicy.RAW_VOTES)
+        .order_by("-id")
+    )
     # The snapshot asked for, else the newest ready one (the only one, often).
     asked = request.GET.get("snapshot", "")
     snapshot = (ready.filter(id=asked).first() if asked.isdigit() else None) or ready.first()
@@ -139,6 +143,10 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
         fitted = suggested_run_values(snapshot, latest_final)
         initial.update(fitted)
         defaults_note = describe_defaults(snapshot, fitted)
+        smoothing = suggested_label_smoothing(snapshot)
+        if smoothing is not None:
+            initial["label_smoothing"], reason = smoothing
+            defaults_note = f"{defaults_note} {reason}"
     form = RunForm(project, request.POST or None, initial=initial)
     status = 200
     if request.method == "POST":

@@ -307,3 +307,41 @@ def test_the_api_starts_a_filtered_snapshot(client, crowd):
     )
     assert refused.status_code == 422
     assert "has no round 7" in refused.json()["error"]["message"]
+
+
+def test_the_flip_rate_inverts_the_agreement_of_two_noisy_votes():
+    from training.defaults import _flip_rate, _majority_flip
+
+    assert _flip_rate(1.0) == 0.0
+    assert _flip_rate(0.5) == 0.5 and _flip_rate(0.3) == 0.5
+    e = 0.1
+    assert _flip_rate((1 - e) ** 2 + e**2) == pytest.approx(e)
+    # A majority of 3: wrong when 2 or 3 of them are, 3 e^2 (1 - e) + e^3.
+    assert _majority_flip(e, 3) == pytest.approx(3 * e**2 * (1 - e) + e**3)
+
+
+@pytest.mark.django_db
+def test_the_run_form_suggests_label_smoothing_from_the_measured_agreement(client, crowd):
+    from django.urls import reverse
+
+    from labeling.models import Role
+    from labeling.services import add_member
+    from training.defaults import _flip_rate, _majority_flip
+    from training.services import register_base_model
+
+    boss = quick_user("run-boss")
+    add_member(crowd.project, boss, Role.ADMIN)
+    register_base_model(crowd.project, "models/base")
+    snapshot = built(crowd.project, "majority")
+    client.force_login(boss)
+    target = reverse("training:run_create", args=[crowd.project.pk])
+    before = client.get(target)
+    assert before.context["form"].initial.get("label_smoothing") in (None, 0.0)
+    report = compute_quality_report(request_quality_report(crowd.project).pk)
+    page = client.get(target)
+    agreement = report.data["project"]["agreement"]["percent_agreement"]
+    want = round(_majority_flip(_flip_rate(agreement), 6), 3)
+    assert page.context["form"].initial["label_smoothing"] == want
+    assert f"Label smoothing {want:g} from the measured agreement" in page.content.decode()
+    assert f"quality report {report.pk}" in page.content.decode()
+    assert page.context["form"].initial["snapshot"] == snapshot.pk
