@@ -124,6 +124,17 @@ ENDPOINTS = [
         Role.REVIEWER,
         202,
     ),
+    Endpoint(
+        "list_adjudications",
+        "get",
+        lambda w: f"projects/{w.project.id}/adjudications",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "list_flags", "get", lambda w: f"projects/{w.project.id}/flags", "read", Role.REVIEWER, 200
+    ),
 ]
 
 
