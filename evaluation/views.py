@@ -19,6 +19,7 @@ from evaluation.forms import EvaluationForm, GateRuleForm, HoldOutForm, Override
 from evaluation.models import Evaluation, PromotionDecision
 from labeling.models import Membership
 from labeling.web import current_user, manager_or_403, render_page, reviewer_or_403, see_other
+from training.forms import SamplingForm
 from training.models import Checkpoint
 
 
@@ -109,6 +110,7 @@ def _checkpoint_context(
             initial={"opponents": [c.pk for c in services.default_opponents(checkpoint)]},
         ),
         "override_form": OverrideForm(),
+        "sampling_form": SamplingForm(project),
         "held_out": services.split_counts(project)["eval"],
         **extra,
     }

@@ -43,13 +43,13 @@ def _text_bytes(value: Any) -> int:
     return 0
 
 
-def measured_length(snapshot: Snapshot) -> int | None:
-    """The longest prompt plus its longer response, in UTF-8 bytes, over the first rows.
+def measured_lengths(snapshot: Snapshot) -> list[int] | None:
+    """Per row (the first SAMPLE_ROWS), the prompt plus its longer response in UTF-8 bytes.
 
     Bytes bound tokens from above for byte-level and BPE tokenizers alike (a token covers at
     least one byte), so a maximum length of this many tokens truncates no measured pair.
     """
-    longest = 0
+    lengths = []
     try:
         with get_store().open(snapshot_key(snapshot)) as data:
             for index, line in enumerate(data):
@@ -57,10 +57,37 @@ def measured_length(snapshot: Snapshot) -> int | None:
                     break
                 row = json.loads(line)
                 response = max(_text_bytes(row.get("chosen")), _text_bytes(row.get("rejected")))
-                longest = max(longest, _text_bytes(row.get("prompt")) + response)
+                lengths.append(_text_bytes(row.get("prompt")) + response)
     except (OSError, ValueError):
         return None
-    return longest or None
+    return lengths or None
+
+
+def measured_length(snapshot: Snapshot) -> int | None:
+    """The longest measured pair (measured_lengths), or None when it cannot be read."""
+    lengths = measured_lengths(snapshot)
+    return max(lengths) if lengths else None
+
+
+def describe_truncation(snapshot: Snapshot, max_length: int) -> tuple[str, bool]:
+    """How many measured pairs are longer than max_length (in bytes, which bound tokens from
+    above, so this counts the pairs that may be cut), and whether any are."""
+    lengths = measured_lengths(snapshot)
+    if not lengths:
+        return "", False
+    over = sum(length + LENGTH_MARGIN > max_length for length in lengths)
+    scope = f"{len(lengths):,} measured pairs" + (
+        f" (the first {SAMPLE_ROWS:,})" if len(lengths) >= SAMPLE_ROWS else ""
+    )
+    if not over:
+        return f"At maximum length {max_length:,}, none of the {scope} is truncated.", False
+    return (
+        f"At maximum length {max_length:,}, up to {over:,} of the {scope} may be truncated "
+        f"(their prompt and longer response take more than {max_length - LENGTH_MARGIN:,} bytes; "
+        f"the longest takes {max(lengths):,}). Truncated pairs teach little: raise the maximum "
+        "length or accept the loss.",
+        True,
+    )
 
 
 def _model_config(checkpoint: Checkpoint | None) -> dict[str, Any]:

@@ -15,6 +15,24 @@ from training.params import (
 )
 
 
+def reference_for(start: Checkpoint, choice: str | None) -> Checkpoint | None:
+    """The reference checkpoint for a reference choice; None means the starting checkpoint."""
+    if choice in (None, "", "start"):
+        return None
+    if choice == "base":
+        root = start
+        while root.parent is not None:
+            root = root.parent
+        return None if root.pk == start.pk else root
+    if choice == "previous":
+        if start.parent is None:
+            raise ValueError(
+                f"{start.name} is a base model: it has no previous round's checkpoint."
+            )
+        return start.parent
+    raise ValueError(f"Unknown reference choice {choice!r}.")
+
+
 class SnapshotForm(forms.Form):
     policy = forms.ChoiceField(choices=SnapshotPolicy.choices, initial=SnapshotPolicy.MAJORITY)
     min_agreement = forms.FloatField(
@@ -58,15 +76,30 @@ class SnapshotForm(forms.Form):
         }
 
 
+REFERENCE_CHOICES = (
+    ("start", "The starting checkpoint (standard; iterative DPO when it is last round's model)"),
+    ("base", "The base model (every round stays close to the original model)"),
+    ("previous", "The starting checkpoint's parent (the round before the starting one)"),
+)
+
+
 class RunForm(forms.Form):
     """A training run with the defaults a first DPO run on this project should use."""
 
     snapshot = forms.ModelChoiceField(queryset=Snapshot.objects.none())
     start_checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.none())
+    reference = forms.ChoiceField(
+        choices=REFERENCE_CHOICES,
+        initial="start",
+        label="Reference model",
+        help_text="The model the policy is kept close to (docs/engine.md, Reference choices).",
+    )
     reference_checkpoint = forms.ModelChoiceField(
         queryset=Checkpoint.objects.none(),
         required=False,
-        empty_label="Same as the starting checkpoint",
+        empty_label="As chosen above",
+        label="Or this reference checkpoint",
+        help_text="Overrides the choice above.",
     )
     # Bounds, defaults and help come from training.params, as in the API and the engine check.
     loss_type = RUN_PARAMS_BY_NAME["loss_type"].form_field()
@@ -93,6 +126,12 @@ class RunForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        start = cleaned.get("start_checkpoint")
+        if start is not None and not cleaned.get("reference_checkpoint"):
+            try:
+                cleaned["reference_checkpoint"] = reference_for(start, cleaned.get("reference"))
+            except ValueError as exc:
+                self.add_error("reference", str(exc))
         if not self.errors:
             try:
                 self.checked_hyperparameters = check_run_params(self._chosen(cleaned))
@@ -122,12 +161,22 @@ class SamplingForm(forms.Form):
     top_p = SAMPLING_PARAMS_BY_NAME["top_p"].form_field()
     max_new_tokens = SAMPLING_PARAMS_BY_NAME["max_new_tokens"].form_field()
     seed = SAMPLING_PARAMS_BY_NAME["seed"].form_field()
+    keep_empty = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Keep pairs with one empty response",
+        help_text="An empty answer is informative: annotators can prefer a real one over it.",
+    )
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         queryset = Checkpoint.objects.filter(project=project)
         self.fields["previous_checkpoint"].queryset = queryset  # type: ignore[attr-defined]
-        self.prompt_count = project.prompts.count()
+        promoted = queryset.filter(promoted=True).order_by("-promoted_at", "-id").first()
+        if promoted is not None and "previous_checkpoint" not in self.initial:
+            self.initial["previous_checkpoint"] = promoted.pk
+        # Held-out (eval) prompts are never sampled into a training round.
+        self.prompt_count = project.prompts.filter(split="train").count()
         limit = self.fields["prompt_limit"]
         limit.help_text = f"At most the project's {self.prompt_count:,} prompts."
         limit.max_value = max(self.prompt_count, 1)  # type: ignore[attr-defined]

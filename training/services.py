@@ -561,6 +561,7 @@ def start_sampling(
     generation: dict[str, Any] | None = None,
     previous_checkpoint: Checkpoint | None = None,
     created_by: User | None = None,
+    keep_empty: bool = True,
 ) -> SamplingJob:
     if pairing == PairingMode.VERSUS_PREVIOUS and previous_checkpoint is None:
         raise RunRefused("Pairing against the previous checkpoint needs a previous checkpoint.")
@@ -585,6 +586,7 @@ def start_sampling(
             prompt_limit=prompt_limit,
             generation=generation,
             created_by=created_by,
+            keep_empty=keep_empty,
         )
         enqueue(SAMPLE_TASK, job.pk)
     return job
@@ -664,7 +666,9 @@ def _sample_round(claimed: SamplingJob) -> None:
         status=RunStatus.SUCCEEDED,
         round=round_,
         comparisons_created=created,
-        dropped_identical=dropped,
+        dropped_identical=dropped["identical"],
+        dropped_empty=dropped["empty"],
+        dropped_missing=dropped["missing"],
         finished_at=timezone.now(),
     )
 
@@ -681,22 +685,27 @@ def _open_round(
     job: SamplingJob,
     prompts: list[Prompt],
     sides: list[tuple[Checkpoint, list[dict[str, Any]]]],
-) -> tuple[int, int, Round | None]:
+) -> tuple[int, dict[str, int], Round | None]:
+    """Pairs the two sides' rows by prompt. Dropped, and counted by why: two identical
+    responses (nothing to prefer), a pair with an empty side when the job's keep_empty is off
+    (both empty counts as identical), and a prompt the engine returned only one side for."""
     by_id = {prompt.id: prompt for prompt in prompts}
     (model_a, rows_a), (model_b, rows_b) = sides
     rows_b_by_prompt = {row["id"]: row for row in rows_b}
     pairs = []
-    dropped = 0
+    dropped = {"identical": 0, "empty": 0, "missing": 0}
     for row_a in rows_a:
         row_b = rows_b_by_prompt.get(row_a["id"])
         if row_b is None:
+            dropped["missing"] += 1
             continue
         for row in (row_a, row_b):
             row["completion"] = clean_model_output(row["completion"])
-        if row_a["completion"].strip() == row_b["completion"].strip() or not (
-            row_a["completion"].strip() and row_b["completion"].strip()
-        ):
-            dropped += 1
+        if row_a["completion"].strip() == row_b["completion"].strip():
+            dropped["identical"] += 1
+            continue
+        if not job.keep_empty and not (row_a["completion"].strip() and row_b["completion"].strip()):
+            dropped["empty"] += 1
             continue
         pairs.append((by_id[row_a["id"]], row_a, row_b))
     if not pairs:

@@ -30,9 +30,36 @@ from labeling.web import (
 from training import services
 from training.charts import chart_metrics, run_series
 from training.defaults import describe as describe_defaults
-from training.defaults import suggested_label_smoothing, suggested_run_values
+from training.defaults import describe_truncation, suggested_label_smoothing, suggested_run_values
 from training.forms import RunForm, SamplingForm, SnapshotForm
-from training.models import Checkpoint, SamplingJob, TrainingRun
+from training.models import Checkpoint, RunMetric, SamplingJob, TrainingRun
+from training.params import RUN_PARAMS_BY_NAME
+
+
+def pipeline_rows(runs: list[TrainingRun]) -> list[dict[str, Any]]:
+    """Per run: its last eval metrics (loss, reward accuracy and margin) and the win-rate of
+    its final checkpoint's newest evaluation with results, so runs compare at a glance."""
+    from django.apps import apps
+
+    last_eval: dict[int, dict[str, Any]] = {}
+    for row in RunMetric.objects.filter(run__in=runs, split="eval").order_by("run_id", "step"):
+        last_eval[row.run_id] = row.values
+    win: dict[int, dict[str, Any]] = {}
+    # evaluation sits above training in the layers: reach its model through the registry
+    if apps.is_installed("evaluation"):
+        evaluation_model = apps.get_model("evaluation", "Evaluation")
+        finished = evaluation_model.objects.filter(
+            checkpoint__run__in=runs, checkpoint__is_final=True, status=JobStatus.SUCCEEDED
+        ).order_by("id")
+        for evaluation in finished.values("checkpoint__run_id", "results", "provisional"):
+            opponents = (evaluation["results"] or {}).get("opponents") or []
+            if opponents and opponents[0].get("win_rate"):
+                win[evaluation["checkpoint__run_id"]] = {
+                    **opponents[0]["win_rate"],
+                    "opponent": opponents[0]["name"],
+                    "provisional": evaluation["provisional"],
+                }
+    return [{"run": run, "eval": last_eval.get(run.pk, {}), "win": win.get(run.pk)} for run in runs]
 
 
 @login_required
@@ -40,11 +67,16 @@ from training.models import Checkpoint, SamplingJob, TrainingRun
 def pipeline(request: HttpRequest, project_id: int) -> HttpResponse:
     membership = reviewer_or_403(request, project_id)
     project = membership.project
+    runs = list(TrainingRun.objects.filter(project=project).select_related("snapshot")[:50])
     context = {
         "project": project,
         "membership": membership,
         "snapshots": Snapshot.objects.filter(project=project)[:50],
-        "runs": TrainingRun.objects.filter(project=project).select_related("snapshot")[:50],
+        "runs": runs,
+        "run_rows": pipeline_rows(runs),
+        "promoted": Checkpoint.objects.filter(project=project, promoted=True)
+        .order_by("-promoted_at", "-id")
+        .first(),
         "checkpoints": Checkpoint.objects.filter(project=project).select_related("run")[:100],
         "sampling_jobs": SamplingJob.objects.filter(project=project).select_related(
             "checkpoint", "round"
@@ -134,7 +166,14 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
     # The snapshot asked for, else the newest ready one (the only one, often).
     asked = request.GET.get("snapshot", "")
     snapshot = (ready.filter(id=asked).first() if asked.isdigit() else None) or ready.first()
-    latest_final = Checkpoint.objects.filter(project=project).order_by("-is_final", "-id").first()
+    # The promoted checkpoint (the gate's choice) is where the next round starts; without one,
+    # the newest final checkpoint.
+    latest_final = (
+        Checkpoint.objects.filter(project=project, promoted=True)
+        .order_by("-promoted_at", "-id")
+        .first()
+        or Checkpoint.objects.filter(project=project).order_by("-is_final", "-id").first()
+    )
     if latest_final is not None:
         initial["start_checkpoint"] = latest_final.pk
     defaults_note = ""
@@ -148,6 +187,15 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
             initial["label_smoothing"], reason = smoothing
             defaults_note = f"{defaults_note} {reason}"
     form = RunForm(project, request.POST or None, initial=initial)
+    truncation_note, truncation_warns = "", False
+    chosen_length = str(request.POST.get("max_length") or initial.get("max_length") or "")
+    chosen_snapshot = snapshot
+    if request.POST.get("snapshot", "").isdigit():
+        chosen_snapshot = ready.filter(id=request.POST["snapshot"]).first() or snapshot
+    if chosen_snapshot is not None:
+        default_length = int(RUN_PARAMS_BY_NAME["max_length"].default)
+        length = int(chosen_length) if chosen_length.isdigit() else default_length
+        truncation_note, truncation_warns = describe_truncation(chosen_snapshot, length)
     status = 200
     if request.method == "POST":
         status = 400
@@ -169,6 +217,8 @@ def run_create(request: HttpRequest, project_id: int) -> HttpResponse:
         "membership": membership,
         "form": form,
         "defaults_note": defaults_note,
+        "truncation_note": truncation_note,
+        "truncation_warns": truncation_warns,
         "partial": "run-form",
     }
     return render_page(request, "training/run_form.html", context, status=status)
@@ -230,6 +280,7 @@ def sampling_create(request: HttpRequest, project_id: int, checkpoint_id: int) -
                 generation=form.generation(),
                 previous_checkpoint=form.cleaned_data["previous_checkpoint"],
                 created_by=current_user(request),
+                keep_empty=form.cleaned_data["keep_empty"],
             )
         except services.RunRefused as exc:
             form.add_error(None, str(exc))
