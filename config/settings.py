@@ -226,6 +226,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "workers.tasks.train_run": {"queue": "gpu"},
     "workers.tasks.sample_round": {"queue": "gpu"},
+    "workers.tasks.judge_comparisons_gpu": {"queue": "gpu"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

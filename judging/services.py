@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 JUDGING_JOB = "judging_job"
 JUDGE_TASK = "workers.tasks.judge_comparisons"
+# The same task routed to the gpu queue (CELERY_TASK_ROUTES): reward-model judges start there.
+# The watchdog re-sends a lost job through JUDGE_TASK (the job kind has one task), so a
+# reward-model job resumed after a lost worker may run on a CPU worker.
+JUDGE_GPU_TASK = "workers.tasks.judge_comparisons_gpu"
 _BATCH = 32  # comparisons per round trip to the kind (64 ordered pairs)
 _IN_AB = {FIRST: Choice.A, SECOND: Choice.B, TIE: Choice.TIE}
 _IN_BA = {FIRST: Choice.B, SECOND: Choice.A, TIE: Choice.TIE}
@@ -89,6 +93,12 @@ def update_judge(
         if enabled is not None:
             judge.enabled = enabled
         judge.save()
+        # Routing counts enabled judges at their current version only.
+        update_routing(
+            JudgeResult.objects.filter(judge=judge)
+            .values_list("comparison_id", flat=True)
+            .distinct()
+        )
     return judge
 
 
@@ -147,9 +157,10 @@ def start_judging(
     created_by: Any = None,
 ) -> JudgingJob:
     """Queue a judging job and send its task once the row is committed."""
+    task = JUDGE_GPU_TASK if judge.kind == JudgeKindName.REWARD_MODEL else JUDGE_TASK
     with transaction.atomic():
         job = request_judging(judge, scope=scope, round=round, created_by=created_by)
-        enqueue(JUDGE_TASK, job.pk)
+        enqueue(task, job.pk)
     return job
 
 

@@ -49,6 +49,14 @@ def judge_comparisons(job_id: int) -> None:
     run_job("judging_job", job_id)
 
 
+@shared_task(name="workers.tasks.judge_comparisons_gpu")
+def judge_comparisons_gpu(job_id: int) -> None:
+    """The same work, sent to the gpu queue (reward-model judges)."""
+    from core.jobs import run_job
+
+    run_job("judging_job", job_id)
+
+
 @shared_task(name="workers.tasks.run_evaluation")
 def run_evaluation(evaluation_id: int) -> None:
     from core.jobs import run_job

@@ -3,7 +3,14 @@ project says so."""
 
 from __future__ import annotations
 
-from judging.services import add_judge, run_judging
+from judging.services import (
+    JUDGE_GPU_TASK,
+    JUDGE_TASK,
+    add_judge,
+    run_judging,
+    start_judging,
+    update_judge,
+)
 from labeling.models import Comparison, Role
 from labeling.services import VoteInput, cast_vote, lease_next_comparison
 
@@ -76,3 +83,37 @@ def test_judge_decided_comparisons_skip_humans_only_when_the_project_says_so(
     served = leased_in_order(annotator, project)
     assert sorted(question(c) for c in served) == [1, 3]  # the judge-inconsistent ones only
     assert Comparison.objects.filter(judge_decided=True).count() == 2
+
+
+def test_disabling_a_judge_takes_its_doubts_out_of_the_routing(make_project):
+    project = make_project(pairs=2)
+    judge = add_judge(
+        project,
+        "biased",
+        "programmatic",
+        {"callable": "tests.judging.callables.first_is_better_on_odd_questions"},
+    )
+    run_judging(judge)
+    assert sorted(Comparison.objects.values_list("judge_priority", flat=True)) == [0, 3]
+    update_judge(judge, enabled=False)
+    assert set(Comparison.objects.values_list("judge_priority", "judge_decided")) == {(0, False)}
+
+
+def test_reward_model_jobs_are_sent_to_the_gpu_queue_others_to_default(
+    make_project, django_capture_on_commit_callbacks, settings
+):
+    from tests.judging.test_reward_model_judge import build_tiny_reward_model
+
+    project = make_project(pairs=1)
+    check = add_judge(
+        project, "check", "programmatic", {"callable": "tests.judging.callables.shorter_is_better"}
+    )
+    build_tiny_reward_model(settings.PREFLAB_JUDGE_MODELS_DIR / "rm")
+    rm = add_judge(project, "rm", "reward_model", {"model": "rm"})
+    with django_capture_on_commit_callbacks() as callbacks:
+        start_judging(check)
+        start_judging(rm)
+    sent = [callback.args[0] for callback in callbacks]
+    assert sent == [JUDGE_TASK, JUDGE_GPU_TASK]
+    assert settings.CELERY_TASK_ROUTES[JUDGE_GPU_TASK] == {"queue": "gpu"}
+    assert JUDGE_TASK not in settings.CELERY_TASK_ROUTES  # the default queue
