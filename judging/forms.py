@@ -48,6 +48,15 @@ class JudgeForm(forms.Form):
         return value
 
 
+class JudgeEditForm(forms.Form):
+    """Change a judge's config (its version goes up) or switch it off and on."""
+
+    config = JudgeForm.base_fields["config"]
+    enabled = forms.BooleanField(required=False, help_text="Disabled judges start no jobs.")
+
+    clean_config = JudgeForm.clean_config
+
+
 class StartJudgingForm(forms.Form):
     scope = forms.ChoiceField(choices=JudgingScope.choices, initial=JudgingScope.NEEDS_VOTES)
     round = forms.ModelChoiceField(

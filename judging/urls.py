@@ -8,6 +8,11 @@ urlpatterns = [
     path("projects/<int:project_id>/judges/", views.judges_page, name="judges"),
     path("projects/<int:project_id>/judges/add/", views.judge_add, name="judge_add"),
     path(
+        "projects/<int:project_id>/judges/<int:judge_id>/edit/",
+        views.judge_edit,
+        name="judge_edit",
+    ),
+    path(
         "projects/<int:project_id>/judges/<int:judge_id>/start/",
         views.judging_start,
         name="judging_start",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -13,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from judging import services
-from judging.forms import JudgeForm, StartJudgingForm
+from judging.forms import JudgeEditForm, JudgeForm, StartJudgingForm
 from judging.kinds import JudgeConfigError
 from judging.models import JudgingJob
 from labeling.models import Judge, Membership
@@ -36,6 +37,16 @@ def _context(membership: Membership, request: HttpRequest, **extra: Any) -> dict
         "project": project,
         "membership": membership,
         "judges": [(judge, services.public_config(judge)) for judge in judges],
+        "edit_forms": {
+            judge.pk: JudgeEditForm(
+                initial={
+                    "config": json.dumps(services.public_config(judge), indent=2),
+                    "enabled": judge.enabled,
+                },
+                prefix=f"judge-{judge.pk}",
+            )
+            for judge in judges
+        },
         "jobs": jobs,
         "any_active": any(job.is_active for job in jobs),
         "agreement": figures,
@@ -77,6 +88,34 @@ def judge_add(request: HttpRequest, project_id: int) -> HttpResponse:
             messages.success(request, f"Judge {judge.name} added.")
             return see_other(reverse("judging:judges", args=[project_id]))
     context = _context(membership, request, judge_form=form)
+    context["partial"] = None
+    return render_page(request, "judging/judges.html", context, status=400)
+
+
+@login_required
+@require_POST
+def judge_edit(request: HttpRequest, project_id: int, judge_id: int) -> HttpResponse:
+    membership = manager_or_403(request, project_id)
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff change judges: a judge runs code or reaches a network.")
+    judge = get_object_or_404(Judge, project=membership.project, id=judge_id)
+    form = JudgeEditForm(request.POST, prefix=f"judge-{judge.pk}")
+    if form.is_valid():
+        before = judge.version
+        try:
+            judge = services.update_judge(
+                judge, config=form.cleaned_data["config"], enabled=form.cleaned_data["enabled"]
+            )
+        except JudgeConfigError as exc:
+            form.add_error("config", str(exc))
+        else:
+            changed = f"now version {judge.version}" if judge.version != before else "same config"
+            state = "enabled" if judge.enabled else "disabled"
+            messages.success(request, f"Judge {judge.name} saved ({changed}, {state}).")
+            return see_other(reverse("judging:judges", args=[project_id]))
+    context = _context(membership, request)
+    context["edit_forms"][judge.pk] = form
+    context["open_edit"] = judge.pk
     context["partial"] = None
     return render_page(request, "judging/judges.html", context, status=400)
 

@@ -89,3 +89,27 @@ def test_outsider_gets_404_for_another_projects_job(client, project, judged, out
     assert (
         client.post(reverse("judging:judging_cancel", args=[project.id, job.id])).status_code == 404
     )
+
+
+def test_staff_edit_a_judge_raising_its_version_and_bad_config_changes_nothing(
+    client, project, judged, project_admin
+):
+    url = reverse("judging:judge_edit", args=[project.id, judged.id])
+    prefix = f"judge-{judged.pk}"
+    client.force_login(project_admin)
+    new = {f"{prefix}-config": '{"callable": "tests.judging.callables.longer_is_better"}'}
+    assert client.post(url, {**new, f"{prefix}-enabled": "on"}).status_code == 403
+    project_admin.is_staff = True
+    project_admin.save()
+    page = client.get(reverse("judging:judges", args=[project.id]))
+    assert b"Edit" in page.content and b"shorter_is_better" in page.content
+    assert client.post(url, {**new, f"{prefix}-enabled": "on"}).status_code == 303
+    judged.refresh_from_db()
+    assert judged.version == 2 and judged.config["callable"].endswith("longer_is_better")
+    bad = client.post(url, {f"{prefix}-config": '{"callable": "os.system"}'})
+    assert bad.status_code == 400 and b"PREFLAB_JUDGE_CALLABLE_MODULES" in bad.content
+    judged.refresh_from_db()
+    assert judged.version == 2 and judged.enabled
+    assert client.post(url, {**new}).status_code == 303  # unchecked: disabled, same config
+    judged.refresh_from_db()
+    assert judged.version == 2 and not judged.enabled
