@@ -395,22 +395,26 @@ def get_workbench_status(user: User, project: Project) -> WorkbenchStatus:
     mine = Vote.objects.filter(annotator=user, comparison__project=project)
     cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
     undoable = mine.filter(created_at__gt=cutoff).order_by("-created_at", "-id").values("id")
-    # Gold items are not counted as work left (they are served only among other work).
-    still_open = {"comparison__vote_count__lt": F("comparison__votes_target")}
+    # Work left counts what the lease query may serve (gold items are not work, and
+    # judge-decided comparisons are not when the project keeps them from humans).
+    still_open: dict[str, Any] = {
+        "comparison__vote_count__lt": F("comparison__votes_target"),
+        "comparison__is_gold": False,
+    }
+    servable: dict[str, Any] = {"vote_count__lt": F("votes_target"), "is_gold": False}
+    if not project.judged_to_humans:
+        still_open["comparison__judge_decided"] = False
+        servable["judge_decided"] = False
     row = (
         Project.objects.filter(pk=project.pk)
         .annotate(
-            open_comparisons=_count(
-                Comparison.objects.filter(
-                    project=project, vote_count__lt=F("votes_target"), is_gold=False
-                )
-            ),
+            open_comparisons=_count(Comparison.objects.filter(project=project, **servable)),
             voted=_count(mine),
-            voted_open=_count(mine.filter(comparison__is_gold=False, **still_open)),
+            voted_open=_count(mine.filter(**still_open)),
             # Skipped or flagged open items the annotator did not vote on: not theirs to do.
             set_aside=_count(
                 ItemFlag.objects.filter(user=user, comparison__project=project)
-                .filter(comparison__is_gold=False, **still_open)
+                .filter(**still_open)
                 .exclude(comparison__votes__annotator=user)
             ),
             undoable=Subquery(undoable[:1]),

@@ -82,3 +82,22 @@ def test_admin_sets_queue_order_and_gold_rate_on_the_project_page(
     assert client.post(url, {"queue_order": "fewest_votes", "gold_rate": "0.2"}).status_code == 303
     project.refresh_from_db()
     assert (project.queue_order, project.gold_rate) == (QueueOrder.FEWEST_VOTES, 0.2)
+
+
+def test_work_left_counts_only_what_can_be_served(project, annotator):
+    from labeling.services import get_annotator_progress, set_aside_comparison
+
+    assert get_annotator_progress(annotator, project).remaining == 5
+    first, second = Comparison.objects.filter(project=project).order_by("id")[:2]
+    set_aside_comparison(annotator, project, first.id, "skip", "other")
+    assert get_annotator_progress(annotator, project).remaining == 4
+    Comparison.objects.filter(id=second.id).update(judge_decided=True)
+    assert get_annotator_progress(annotator, project).remaining == 4  # judged go to humans
+    project.judged_to_humans = False
+    project.save()
+    assert get_annotator_progress(annotator, project).remaining == 3
+    served = set()
+    while (comparison := lease_next_comparison(annotator, project)) is not None:
+        served.add(comparison.id)
+        cast_vote(annotator, project, comparison.id, VoteInput("tie"))
+    assert len(served) == 3 and not served & {first.id, second.id}
