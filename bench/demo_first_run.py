@@ -1,13 +1,14 @@
 """The demo's first training run, end to end, as a new user would start it.
 
 Seeds the demo project (`manage.py seed_demo`) in a scratch database, has its two annotators
-vote on every comparison (each prefers the reply of the newer demo model: rlhf-v1 over sft-v2
-over sft-v1 over base-v0, a preference the responses carry in their style), builds an
-every-vote snapshot, opens the run form as the demo admin and submits it with the values the
-form shows (nothing changed), then runs the queued run in this process the way a worker does
-(training.services.execute_run). Prints the run's configuration, wall and CPU time (this
-process and the engine it starts), the machine load, and whether it learned: the training loss
-and reward accuracy at the start and the end, and the held-out evaluation where the run has one.
+vote on every comparison (`--prefer longer`: both pick the longer reply, as the README's
+figures do; `--prefer newer`: the newer demo model's, rlhf-v1 over sft-v2 over sft-v1 over
+base-v0), builds a snapshot (`--policy`, majority by default), opens the run form as the demo
+admin and submits it with the values the form shows (nothing changed), then runs the queued
+run in this process the way a worker does (training.services.execute_run). Prints the run's
+configuration, wall and CPU time (this process and the engine it starts), the machine load,
+and whether it learned: the training loss and reward accuracy at the start and the end, and
+the held-out evaluation where the run has one.
 
     DJANGO_SETTINGS_MODULE=config.settings_test .venv/bin/python bench/demo_first_run.py \\
         --base-model var/models/demo-sft --db-name <scratch>
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--db-name", default="preflab_bench_demo", help="scratch database")
     parser.add_argument("--keep-db", action="store_true", help="keep the scratch database")
+    parser.add_argument("--prefer", choices=["longer", "newer"], default="longer")
+    parser.add_argument("--policy", choices=["majority", "every_vote"], default="majority")
     return parser.parse_args(argv)
 
 
@@ -107,13 +110,16 @@ def run(args: argparse.Namespace) -> int:
     for name in ("alice", "bob"):
         annotator = users.get(username=name)
         while (comparison := lease_next_comparison(annotator, project)) is not None:
-            rank_a = MODEL_RANK.get(comparison.completion_a.model_name, 0)
-            rank_b = MODEL_RANK.get(comparison.completion_b.model_name, 0)
+            a, b = comparison.completion_a, comparison.completion_b
+            if args.prefer == "longer":
+                rank_a, rank_b = len(a.text), len(b.text)
+            else:
+                rank_a, rank_b = MODEL_RANK.get(a.model_name, 0), MODEL_RANK.get(b.model_name, 0)
             choice = "A" if rank_a > rank_b else "B" if rank_b > rank_a else "tie"
             strength = "" if choice == "tie" else "clear"
             cast_vote(annotator, project, comparison.id, VoteInput(choice, strength))
             votes += 1
-    snapshot = build_snapshot(request_snapshot(project, "every_vote").id)
+    snapshot = build_snapshot(request_snapshot(project, args.policy).id)
     assert snapshot is not None
     client = Client()
     client.force_login(users.get(username="admin"))
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"the run form refused its own defaults ({response.status_code}):", form.errors)
         return 1
     run = TrainingRun.objects.latest("id")
-    print(f"snapshot {snapshot.pk}: {snapshot.row_count} rows from {votes} votes")
+    print(f"{args.policy} snapshot {snapshot.pk}: {snapshot.row_count} rows from {votes} votes")
     print("run form defaults:", json.dumps(data, default=str))
     print("note:", page.context.get("defaults_note", ""))
     print("load before:", Path("/proc/loadavg").read_text().strip())
