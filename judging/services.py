@@ -135,6 +135,14 @@ def request_judging(
         raise JudgingRefused(f"Judge {judge.name!r} is disabled.")
     if round is not None and round.project_id != judge.project_id:
         raise JudgingRefused("That round belongs to another project.")
+    running = JudgingJob.objects.filter(
+        judge=judge, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    ).first()
+    if running is not None:
+        raise JudgingRefused(
+            f"Judge {judge.name!r} already has judging job {running.pk} {running.status}; "
+            "wait for it or cancel it."
+        )
     if scope == JudgingScope.NEEDS_VOTES:
         round = None
     total = scope_comparisons(judge.project, scope, round).count()
@@ -328,6 +336,8 @@ def _batches(items: list[Comparison], size: int) -> Iterable[list[Comparison]]:
 def _execute(claimed: JudgingJob) -> None:
     job = JudgingJob.objects.select_related("judge", "project", "round").get(pk=claimed.pk)
     judge = job.judge
+    if not judge.enabled:
+        raise JudgingRefused(f"Judge {judge.name!r} was disabled after this job was queued.")
     if judge.version != job.judge_version:
         raise JudgingRefused(
             f"Judge {judge.name!r} changed (version {job.judge_version} -> {judge.version}) "

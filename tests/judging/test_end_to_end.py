@@ -117,3 +117,13 @@ def test_a_running_job_stops_at_its_next_batch_when_cancelled(make_project):
     JudgingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
     ended = run_job(JUDGING_JOB, job.pk)
     assert ended.status == JobStatus.CANCELLED and ended.done == 0
+
+
+def test_one_active_job_per_judge(make_project):
+    project = make_project(pairs=1)
+    judge = judge_of(project)
+    first = request_judging(judge)
+    with pytest.raises(ValueError, match=f"already has judging job {first.pk}"):
+        request_judging(judge)
+    request_cancel(first)
+    assert request_judging(judge).pk != first.pk
