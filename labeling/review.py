@@ -20,7 +20,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from labeling.models import (
@@ -102,16 +102,32 @@ class ReviewQueue:
     flags_total: int
 
 
+def _votes_shown() -> Prefetch:
+    """Every vote of a listed comparison with its author, read in one query per section."""
+    return Prefetch(
+        "votes", queryset=Vote.objects.select_related("annotator", "judge").order_by("id")
+    )
+
+
 def get_review_queue(project: Project, limit: int = QUEUE_LIMIT) -> ReviewQueue:
+    """The first `limit` items of each section, each with every vote of its comparison."""
     split = split_comparisons(project)
     failures = gold_failures(project)
     flags = open_flags(project)
     return ReviewQueue(
-        split=list(split[:limit]),
+        split=list(split.prefetch_related(_votes_shown())[:limit]),
         split_total=split.count(),
-        gold_failures=list(failures[:limit]),
+        gold_failures=list(
+            failures.prefetch_related(
+                Prefetch("comparison__votes", queryset=_votes_shown().queryset)
+            )[:limit]
+        ),
         gold_failures_total=failures.count(),
-        flags=list(flags[:limit]),
+        flags=list(
+            flags.prefetch_related(Prefetch("comparison__votes", queryset=_votes_shown().queryset))[
+                :limit
+            ]
+        ),
         flags_total=flags.count(),
     )
 

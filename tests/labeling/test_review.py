@@ -45,6 +45,7 @@ def test_split_comparison_is_in_the_queue_with_every_vote(client, split, reviewe
     queue = client.get(reverse("labeling:review", args=[project.id]))
     assert queue.status_code == 200
     assert f"#{comparison.id}".encode() in queue.content
+    assert b"A is right" in queue.content and b"B reads better" in queue.content
     page = client.get(reverse("labeling:review_comparison", args=[project.id, comparison.id]))
     html = page.content.decode()
     for text in (
@@ -162,3 +163,23 @@ def test_a_reviewer_cannot_reach_another_projects_comparison(client, split, revi
         client.get(reverse("labeling:review_comparison", args=[project.id, foreign.id])).status_code
         == 404
     )
+
+
+def test_the_queue_reads_votes_in_a_fixed_number_of_queries(client, split, reviewer, annotator):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    project, first, second = split
+    set_aside_comparison(second, project, first.id, FlagKind.FLAG, FlagReason.OTHER)
+    client.force_login(reviewer)
+    url = reverse("labeling:review", args=[project.id])
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    other = Comparison.objects.filter(project=project).order_by("id").last()
+    cast_vote(annotator, project, other.id, VoteInput("A", "clear"))
+    cast_vote(second, project, other.id, VoteInput("B", "clear"))
+    set_aside_comparison(annotator, project, other.id, FlagKind.FLAG, FlagReason.OTHER)
+    with CaptureQueriesContext(connection) as two:
+        page = client.get(url)
+    assert page.context["queue"].split_total == 2
+    assert len(two.captured_queries) == len(one.captured_queries)
