@@ -362,8 +362,6 @@ def add_member(project: Project, user: User, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(
             project=project, user=user, defaults={"role": role}
         )
-        if not user.is_active:  # removed from every project earlier (labeling.team)
-            User.objects.filter(id=user.pk).update(is_active=True)
     return membership
 
 

@@ -8,7 +8,8 @@
 - Bulk: a CSV `username,role[,email]`, all or nothing, errors named by line.
 - Remove: the membership goes (the user's votes stay, attributed to them). A user left with no
   project at all, who is not staff, is also deactivated (is_active False: cannot log in, API
-  tokens stop working); adding them to a project again reactivates them.
+  tokens stop working). Nothing here reactivates an account: a project admin must not undo a
+  deactivation that staff made, and the two look alike, so staff reactivate in the admin.
 """
 
 from __future__ import annotations
@@ -205,8 +206,6 @@ def accept_invite(token: str, user: User) -> Membership:
         elif rank[Role(invite.role)] > rank[Role(membership.role)]:
             membership.role = invite.role
             membership.save(update_fields=["role"])
-        if not user.is_active:
-            User.objects.filter(id=user.pk).update(is_active=True)
     logger.info("invite %s used by user %s", invite.pk, user.pk)
     return membership
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.models import Invite, Membership, Role
+from labeling.services import add_member
 from labeling.team import TeamError, accept_invite, bulk_create_members, create_invite
 
 User = get_user_model()
@@ -125,6 +126,10 @@ def test_removing_a_member_deactivates_a_user_left_with_no_project(
     )
     annotator.refresh_from_db()
     assert not annotator.is_active and not Membership.objects.filter(user=annotator).exists()
+    # Re-adding gives the membership back but not the login: only staff reactivate.
+    add_member(project, annotator, Role.ANNOTATOR)
+    annotator.refresh_from_db()
+    assert not annotator.is_active
     own = Membership.objects.get(user=project_admin, project=project)
     client.post(reverse("labeling:team_remove", args=[project.id, own.id]))
     assert Membership.objects.filter(id=own.id).exists()  # an admin cannot remove themself
