@@ -36,6 +36,7 @@ from judging.kinds import FIRST, SECOND, TIE, TIME_LIMIT, Kind, Pair, Verdict, b
 from judging.models import JudgeKindName, JudgeResult, JudgingJob, JudgingScope, Outcome
 from judging.routing import update_routing
 from labeling.models import Choice, Comparison, Judge, Project, Round, Side, Vote, VoteSource
+from labeling.quality.jobs import request_quality_report
 
 logger = logging.getLogger(__name__)
 
@@ -398,6 +399,9 @@ def _execute(claimed: JudgingJob) -> None:
                 )
     finally:
         kind.close()
+    # The quality figures cache the judges' agreement; their recompute follows human votes
+    # only, so a judging job asks for one itself.
+    request_quality_report(job.project)
     logger.info(
         "judging job %s (judge %s) judged %s comparisons in %.1fs",
         job.pk,

@@ -10,7 +10,7 @@ import pytest
 from core.jobs import run_job
 from judging.models import JudgingJob, JudgingScope
 from judging.services import JUDGING_JOB, add_judge, request_cancel, request_judging, run_judging
-from labeling.models import Choice, Comparison, JobStatus, Role, Vote, VoteSource
+from labeling.models import Choice, Comparison, JobStatus, QualityReport, Role, Vote, VoteSource
 from labeling.services import (
     VoteInput,
     cast_vote,
@@ -38,6 +38,8 @@ def test_a_round_judged_through_the_job_core_lands_in_a_snapshot(make_project):
     assert (ended.done, ended.consistent, ended.calls) == (4, 4, 8)
     votes = Vote.objects.filter(source=VoteSource.JUDGE, judge=judge)
     assert votes.count() == 4 and {v.choice for v in votes} == {Choice.A}
+    # The quality figures (with the judges' agreement) are queued for recomputation.
+    assert QualityReport.objects.filter(project=project, status=JobStatus.QUEUED).exists()
     snapshot = build_snapshot(request_snapshot(project, "every_vote").id)
     rows = [json.loads(line) for line in snapshot_file(snapshot).read_text().splitlines()]
     assert len(rows) == 4
