@@ -20,7 +20,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import (
@@ -278,7 +278,3 @@ def status_of(comparison: Any) -> list[str]:
     if getattr(comparison, "open_flags", 0):
         words.append("flagged")
     return words
-
-
-def adjudicated_subquery() -> Subquery:
-    return Subquery(Adjudication.objects.filter(comparison_id=OuterRef("id")).values("choice")[:1])
