@@ -31,11 +31,17 @@ def project_list(request: HttpRequest) -> HttpResponse:
         Membership.objects.filter(user=current_user(request))
         .select_related("project")
         .annotate(
-            comparisons=Count("project__comparisons", distinct=True),
+            # Gold items measure annotators and are never done; they are not counted as work.
+            comparisons=Count(
+                "project__comparisons",
+                filter=Q(project__comparisons__is_gold=False),
+                distinct=True,
+            ),
             done=Count(
                 "project__comparisons",
                 filter=Q(
-                    project__comparisons__vote_count__gte=F("project__comparisons__votes_target")
+                    project__comparisons__vote_count__gte=F("project__comparisons__votes_target"),
+                    project__comparisons__is_gold=False,
                 ),
                 distinct=True,
             ),

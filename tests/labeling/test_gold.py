@@ -139,3 +139,13 @@ def test_reviewer_marks_a_decided_comparison_gold_and_it_is_served_to_others(mak
     review.unmark_gold(comparison)
     comparison.refresh_from_db()
     assert not comparison.is_gold and comparison.vote_count == 1
+
+
+def test_gold_items_are_not_counted_as_work(client, make_project):
+    annotator = make_user("counting_cat")
+    project = make_project("Counting", pairs=2, members={annotator: Role.ANNOTATOR})
+    import_file(project, gold_jsonl(3), "gold.jsonl", ImportKind.PAIRS)
+    assert services.get_annotator_progress(annotator, project).remaining == 2
+    assert services.get_project_stats(project).comparisons == 2
+    client.force_login(annotator)
+    assert b"0 / 2" in client.get("/").content
