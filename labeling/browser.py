@@ -19,6 +19,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    TextField,
     Value,
     When,
 )
@@ -82,8 +83,11 @@ def search_comparisons(project: Project, filters: BrowserFilters) -> QuerySet[An
     found = _annotated(project)
     if filters.text:
         text = filters.text
-        found = found.filter(
+        # A chat prompt's turns are searched as the JSON text of its messages (on SQLite that
+        # text escapes non-ASCII characters, so only ASCII words of chat turns are found there).
+        found = found.alias(chat_text=Cast("prompt__messages", TextField())).filter(
             Q(prompt__text__icontains=text)
+            | Q(chat_text__icontains=text)
             | Q(completion_a__text__icontains=text)
             | Q(completion_b__text__icontains=text)
         )

@@ -67,3 +67,18 @@ def test_annotators_never_see_the_browser(client, browsed, annotator, outsider):
     assert client.get(reverse("labeling:browse", args=[project.id])).status_code == 403
     client.force_login(outsider)
     assert client.get(reverse("labeling:browse", args=[project.id])).status_code == 404
+
+
+def test_text_search_reads_chat_prompts_too(client, browsed, reviewer):
+    import json
+
+    project, *_ = browsed
+    chat = {
+        "messages": [{"role": "user", "content": "Tell me about Kangaroos"}],
+        "response_a": "They hop.",
+        "response_b": "They swim.",
+    }
+    import_file(project, json.dumps(chat).encode(), "chat.jsonl", ImportKind.PAIRS)
+    client.force_login(reviewer)
+    [found] = ids(client, project, q="kangaroo")
+    assert Comparison.objects.get(id=found).prompt.is_chat
