@@ -187,7 +187,7 @@ def _context(
             annotators=_annotator_rows(data),
             pairs=_pair_rows(data),
             pairs_total=data["project"].get("pairs_total", 0),
-            pairs_shown=min(PAGE_PAIRS, MAX_PAIRS),
+            pairs_kept=MAX_PAIRS,
             charts={"charts": chart_config(data)},
         )
     if membership.can_manage:

@@ -12,10 +12,15 @@
   const COLOURS = ["#2f5fd0", "#d9822b", "#1c7c3c", "#b42318"];
   const HEIGHT = 220;
 
-  function format(value) {
+  function format(value, share) {
     if (value === null || value === undefined) { return "–"; }
-    if (Math.abs(value) <= 1 && !Number.isInteger(value)) { return (100 * value).toFixed(1) + "%"; }
+    if (share) { return (100 * value).toFixed(Number.isInteger(100 * value) ? 0 : 1) + "%"; }
     return String(Number(value.toPrecision(4)));
+  }
+
+  // A chart on a 0 to 1 scale plots shares: every tick and value reads as a percentage.
+  function isShare(chart) {
+    return Boolean(chart.range) && chart.range[0] === 0 && chart.range[1] === 1;
   }
 
   function referencePlugin(value) {
@@ -42,6 +47,9 @@
   function options(chart, width) {
     const axisFont = "12px system-ui, sans-serif";
     const labels = chart.labels;
+    const share = isShare(chart);
+    const longest = labels.reduce(function (n, label) { return Math.max(n, label.length); }, 0);
+    const slanted = labels.length > 8 || (labels.length > 3 && longest > 10);
     const bars = window.uPlot.paths.bars({ size: [0.6, 60], align: 0 });
     return {
       width: width,
@@ -63,13 +71,13 @@
             const every = Math.max(1, Math.ceil(labels.length / Math.max(1, Math.floor(u.bbox.width / 70))));
             return ticks.map(function (t) { return t % every === 0 ? labels[t] : ""; });
           },
-          rotate: labels.length > 8 ? -45 : 0,
-          size: labels.length > 8 ? 70 : 40,
+          rotate: slanted ? -40 : 0,
+          size: slanted ? Math.min(120, 20 + longest * 6) : 40,
         },
         {
           label: chart.y_label, font: axisFont, labelFont: axisFont,
           grid: { stroke: "#e5e7eb" }, ticks: { stroke: "#cbd0d8" },
-          values: function (u, ticks) { return ticks.map(format); },
+          values: function (u, ticks) { return ticks.map(function (t) { return format(t, share); }); },
           size: 56,
         },
       ],
@@ -81,7 +89,7 @@
             fill: COLOURS[i % COLOURS.length] + "cc",
             paths: bars,
             points: { show: false },
-            value: function (u, v) { return format(v); },
+            value: function (u, v) { return format(v, share); },
           };
         })
       ),
@@ -91,7 +99,8 @@
   function summary(chart) {
     const series = chart.series[0];
     if (!series) { return ""; }
-    return chart.labels.map(function (label, i) { return label + ": " + format(series.values[i]); }).join("; ");
+    const share = isShare(chart);
+    return chart.labels.map(function (label, i) { return label + ": " + format(series.values[i], share); }).join("; ");
   }
 
   function start() {
