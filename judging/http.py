@@ -8,8 +8,9 @@ A judge endpoint is a server-side request made on an admin's say-so, so:
   refused unless the allow-list names that address or a network containing it explicitly
   (an allowed *host name* resolving to 127.0.0.1 is still refused);
 - redirects are not followed.
-Known limit: the check resolves the name before httpx connects, which resolves it again; a
-DNS server that answers differently the second time (rebinding) is not defended against.
+The request is then sent to the checked address itself (pin_url: the host name goes in the
+Host header and, over https, as the TLS server name), so a DNS server that answers differently
+a second time (rebinding) cannot redirect it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
@@ -91,8 +92,42 @@ def resolve_addresses(host: str, port: int) -> list[IPAddress]:
     return found
 
 
+@dataclass(frozen=True)
+class PinnedURL:
+    """A checked URL with its host replaced by the address that was checked, so the request
+    goes where the check looked (no second DNS answer); the name travels in the Host header
+    and, over https, as the TLS server name (certificates are verified against it)."""
+
+    url: str
+    host_header: str
+    server_name: str | None
+
+
+def pin_url(url: str, allowed: list[str] | None = None) -> PinnedURL:
+    """check_url(), then the URL pinned to the first checked address (IPv4 first)."""
+    parts = urlsplit(url)
+    addresses = _checked_addresses(url, allowed)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # already an address
+        return PinnedURL(url, parts.netloc, None)
+    address = sorted(addresses, key=lambda a: a.version)[0]
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return PinnedURL(pinned, parts.netloc, host if parts.scheme == "https" else None)
+
+
 def check_url(url: str, allowed: list[str] | None = None) -> str:
     """The URL if a judge may call it; URLRefused naming the reason otherwise."""
+    _checked_addresses(url, allowed)
+    return url
+
+
+def _checked_addresses(url: str, allowed: list[str] | None) -> list[IPAddress]:
     entries = list(settings.PREFLAB_JUDGE_ALLOWED_HOSTS if allowed is None else allowed)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -112,6 +147,7 @@ def check_url(url: str, allowed: list[str] | None = None) -> str:
     except ValueError:
         raise URLRefused(f"judge URL {url!r} has an invalid port.") from None
     networks = _networks(entries)
+    checked: list[IPAddress] = []
     for address in resolve_addresses(host, port):
         mapped = getattr(address, "ipv4_mapped", None) or address
         if _special(mapped) and not any(mapped in network for network in networks):
@@ -120,7 +156,8 @@ def check_url(url: str, allowed: list[str] | None = None) -> str:
                 "private or reserved address; allow it by naming the address or its network "
                 "in PREFLAB_JUDGE_ALLOWED_HOSTS."
             )
-    return url
+        checked.append(address)
+    return checked
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -181,7 +218,9 @@ class RetryingClient:
     def close(self) -> None:
         self.client.close()
 
-    def post_json(self, url: str, payload: dict[str, Any], deadline: float) -> Response:
+    def post_json(self, url: PinnedURL, payload: dict[str, Any], deadline: float) -> Response:
+        headers = {"Host": url.host_header}
+        extensions = {"sni_hostname": url.server_name} if url.server_name else {}
         calls = 0
         attempt = 0
         while True:
@@ -190,7 +229,9 @@ class RetryingClient:
             calls += 1
             wait: float | None = None
             try:
-                answer = self.client.post(url, json=payload)
+                answer = self.client.post(
+                    url.url, json=payload, headers=headers, extensions=extensions
+                )
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:

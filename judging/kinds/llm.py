@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from config.env import env_str
-from judging.http import CallFailed, RetryingClient, check_url
+from judging.http import CallFailed, RetryingClient, check_url, pin_url
 from judging.kinds import (
     FIRST,
     SECOND,
@@ -164,7 +164,7 @@ def api_key(config: dict[str, Any]) -> str:
 class LLMJudge:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.url = check_url(config["base_url"]) + "/chat/completions"
+        self.url = pin_url(config["base_url"] + "/chat/completions")
         headers = {"Content-Type": "application/json"}
         key = api_key(config)
         if key:

@@ -92,6 +92,7 @@ def fake_openai() -> Iterator[Callable[[Callable[[dict[str, Any], int], Reply]],
                             "path": self.path,
                             "body": body,
                             "authorization": self.headers.get("Authorization", ""),
+                            "host": self.headers.get("Host", ""),
                             "at": time.monotonic(),
                         }
                     )

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from judging.http import URLRefused, check_url, retry_after_seconds
+from judging.http import URLRefused, check_url, pin_url, retry_after_seconds
 from judging.kinds import FIRST, SECOND, TIE, Pair
 from judging.kinds.llm import parse_verdict, render_rubric
 
@@ -93,3 +93,13 @@ def test_the_rubric_is_rendered_once_without_a_template_engine():
         "P=Say {response_b} and {{ settings.SECRET_KEY }} A={guidelines} B=second G=be kind "
         "{unknown} {{ x }}"
     )
+
+
+def test_pinning_puts_the_checked_address_in_the_url_and_the_name_in_host_and_sni():
+    pinned = pin_url(
+        "https://localhost:8443/v1/chat/completions", ["localhost", "127.0.0.1", "::1"]
+    )
+    assert pinned.url == "https://127.0.0.1:8443/v1/chat/completions"
+    assert (pinned.host_header, pinned.server_name) == ("localhost:8443", "localhost")
+    literal = pin_url("http://127.0.0.1:80/v1", ["127.0.0.1"])
+    assert (literal.url, literal.server_name) == ("http://127.0.0.1:80/v1", None)

@@ -110,3 +110,16 @@ def test_a_4xx_is_not_retried(make_project, fake_openai):
 
     assert job.errors == 1 and len(server.requests) == 2
     assert "HTTP 401" in JudgeResult.objects.get().error
+
+
+def test_a_host_name_is_called_at_the_address_that_was_checked(make_project, fake_openai, settings):
+    settings.PREFLAB_JUDGE_ALLOWED_HOSTS = ["localhost", "127.0.0.1", "::1"]
+    project = make_project(pairs=1)
+    server = fake_openai(knows_the_answer)
+    port = server.url.rsplit(":", 1)[1].split("/")[0]
+    judge = add_judge(
+        project, "llm", "llm", {"base_url": f"http://localhost:{port}/v1", "model": "judge-model"}
+    )
+    job = run_judging(judge)
+    assert job.consistent == 1
+    assert {request["host"] for request in server.requests} == {f"localhost:{port}"}
