@@ -45,18 +45,23 @@
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.metaKey) { return; }
     const flagPanel = event.target instanceof Element ? event.target.closest("#flag-panel") : null;
-    if (flagPanel) {
-      const flagForm = document.getElementById("flag-form");
-      if (event.key === "Escape") {
-        event.preventDefault();
-        closeFlagPanel(flagPanel);
-      } else if (event.key === "Enter" && flagForm && flagForm.contains(event.target) &&
-                 (!(event.target instanceof HTMLTextAreaElement) || event.ctrlKey)) {
+    const flagForm = document.getElementById("flag-form");
+    if (flagPanel && event.key === "Escape" && flagPanel.open) {
+      event.preventDefault();
+      closeFlagPanel(flagPanel);
+      return;
+    }
+    if (flagForm && event.target instanceof Element && flagForm.contains(event.target)) {
+      // Inside the panel's form: Enter sends it (Ctrl+Enter from the note); other keys type.
+      if (event.key === "Enter" &&
+          (!(event.target instanceof HTMLTextAreaElement) || event.ctrlKey)) {
         event.preventDefault();
         submit(flagForm);
       }
       return;
     }
+    // On the panel's summary, Enter and Space open or close it as usual; the rest vote.
+    if (flagPanel && (event.key === "Enter" || event.key === " ")) { return; }
     const form = voteForm();
     if (event.target instanceof HTMLTextAreaElement) {
       if (event.key === "Enter" && event.ctrlKey && form) {

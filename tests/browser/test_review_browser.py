@@ -59,6 +59,12 @@ def test_annotator_flags_an_item_and_a_reviewer_adjudicates_it(
         "The reply insults the user",
     )
 
+    # Esc closes the panel without sending, and the vote keys work again.
+    page.keyboard.press("f")
+    page.keyboard.press("Escape")
+    assert not page.locator("#flag-panel").evaluate("d => d.open")
+    page.keyboard.press("3")
+    assert page.locator("input[name=choice]:checked").get_attribute("value") == "tie"
     # Skip with k: the panel opens with "skip" chosen; Enter sends it.
     skipped = current_comparison(page)
     page.keyboard.press("k")
