@@ -66,3 +66,22 @@ def test_the_quality_charts_draw_under_the_csp(live_server, page, make_project):
         "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
+
+
+def test_the_quality_page_has_no_serious_axe_violations(live_server, browser, make_project):
+    from tests.browser.test_accessibility import serious_violations
+
+    crowd = seed_crowd(make_project, "Axe crowd", pairs=24)
+    add_member(crowd.project, make_user("quality_axel"), Role.ADMIN)
+    compute_quality_report(QualityReport.objects.create(project=crowd.project).pk)
+    # axe is injected as an inline script, which the site's CSP refuses: this context only.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        open_quality(page, live_server, crowd.project, "quality_axel")
+        page.wait_for_function("() => document.querySelectorAll('figure canvas').length >= 5")
+        assert page.locator("#quality-settings").count() == 1  # the admin's threshold form
+        assert serious_violations(page) == []
+    finally:
+        context.close()
