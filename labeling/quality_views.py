@@ -136,7 +136,9 @@ def chart_config(data: dict[str, Any]) -> list[dict[str, Any]]:
     return charts
 
 
-def _section_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+def _section_rows(data: dict[str, Any], round_: Round | None) -> list[dict[str, Any]]:
+    if round_ is not None:  # a round's own report: its project section is the round
+        return [{"label": f"Round {round_.number}", "number": round_.number, **data["project"]}]
     rows = [{"label": "All rounds", **data["project"]}]
     for number, section in sorted(data["rounds"].items(), key=lambda item: int(item[0])):
         rows.append({"label": f"Round {number}", "number": int(number), **section})
@@ -183,7 +185,7 @@ def _context(
     }
     if has_figures:
         context.update(
-            sections=_section_rows(data),
+            sections=_section_rows(data, round_),
             annotators=_annotator_rows(data),
             pairs=_pair_rows(data),
             pairs_total=data["project"].get("pairs_total", 0),

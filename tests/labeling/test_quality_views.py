@@ -103,7 +103,9 @@ def test_a_round_page_reads_the_rounds_own_report(client, crowd):
     compute(crowd, crowd.project.rounds.get(number=1))
     page = as_user(client, crowd.users["checker"]).get(url(crowd) + "?round=1")
     assert page.status_code == 200
-    assert "round 1" in page.content.decode()
+    html = page.content.decode()
+    assert "round 1" in html
+    assert '<th scope="row">Round 1</th>' in html and "All rounds</th>" not in html
     assert client.get(url(crowd) + "?round=7").status_code == 404
     assert client.get(url(crowd) + "?round=x").status_code == 404
 
