@@ -23,7 +23,8 @@ def test_sigkilled_worker_run_is_resumed_from_its_checkpoint(
     snapshot = build_snapshot(request_snapshot(project, "every_vote").id)
     base = Checkpoint.objects.get(project=project, run=None)
     workers = [start_worker(**FAST_JOBS), watchdog_worker(start_worker)]
-    config = {**TINY_RUN, "max_steps": 60, "save_every": 2}
+    # Long enough that the kill at step 4 lands mid-run (it follows the step within a poll).
+    config = {**TINY_RUN, "max_steps": 30, "save_every": 2}
     run = start_run(snapshot, base, config)
     wait_for(
         lambda: TrainingRun.objects.filter(id=run.id, step__gte=4).exists(),
@@ -43,6 +44,6 @@ def test_sigkilled_worker_run_is_resumed_from_its_checkpoint(
     run = wait_for(finished(run.id), 300, "the resumed run", rescuer)
     assert run.status == RunStatus.SUCCEEDED, (run.error, rescuer.log())
     assert run.attempts == 2
-    assert run.step == 60
+    assert run.step == 30
     engine_log = run_out_dir(TrainingRun.objects.get(id=run.id)) / "engine.log"
     assert "resum" in engine_log.read_text().lower()
