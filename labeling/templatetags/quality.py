@@ -38,3 +38,23 @@ def pvalue(value: Any) -> str:
     if number is None:
         return NONE
     return "< 1e-300" if number == 0 else f"{number:.2g}"
+
+
+@register.filter
+def snapshot_filters(snapshot: Any) -> str:
+    """What a snapshot left out, in words (labeling.snapshots.manifest_filters)."""
+    from labeling.snapshots import manifest_filters
+
+    f = manifest_filters(snapshot)
+    parts = [
+        "rounds " + ", ".join(map(str, f["rounds"])) if f["rounds"] != "all" else "every round",
+    ]
+    if f["sources"] != "all":
+        parts.append("sources " + ", ".join(f["sources"]))
+    if f["exclude_flagged"]:
+        parts.append(f"{f['flagged_annotators_excluded']} flagged annotator(s) left out")
+    if f["adjudicated_only"]:
+        parts.append("adjudicated comparisons only")
+    if f["annotators_excluded_by_reviewers"]:
+        parts.append(f"{f['annotators_excluded_by_reviewers']} excluded annotator(s) left out")
+    return "; ".join(parts) + "; no evaluation rounds or held-out prompts"

@@ -345,3 +345,18 @@ def test_the_run_form_suggests_label_smoothing_from_the_measured_agreement(clien
     assert f"Label smoothing {want:g} from the measured agreement" in page.content.decode()
     assert f"quality report {report.pk}" in page.content.decode()
     assert page.context["form"].initial["snapshot"] == snapshot.pk
+
+
+@pytest.mark.django_db
+def test_the_snapshot_page_says_what_the_filters_left_out(client, crowd):
+    from django.urls import reverse
+
+    from labeling.models import Role
+    from labeling.services import add_member
+
+    boss = quick_user("page-boss")
+    add_member(crowd.project, boss, Role.REVIEWER)
+    snapshot = built(crowd.project, "every_vote", {"rounds": [1], "adjudicated_only": True})
+    client.force_login(boss)
+    page = client.get(reverse("training:snapshot", args=[crowd.project.pk, snapshot.pk]))
+    assert "rounds 1; adjudicated comparisons only; no evaluation rounds" in page.content.decode()
