@@ -231,9 +231,11 @@ def evaluation_job_kind() -> JobKind:
     )
 
 
-def prompt_seed(base_seed: int, prompt_id: int) -> int:
-    """The seed every model draws prompt ``prompt_id`` with: fixed by the base seed."""
-    digest = hashlib.sha256(f"{base_seed}:{prompt_id}".encode()).digest()
+def prompt_seed(base_seed: int, prompt: Prompt) -> int:
+    """The seed every model draws ``prompt`` with: fixed by the base seed and the prompt's
+    content (not its row id), so the same settings reproduce the same draws in any database."""
+    content = json.dumps(prompt.messages if prompt.is_chat else prompt.text, ensure_ascii=False)
+    digest = hashlib.sha256(f"{base_seed}:{content}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -281,7 +283,7 @@ def _run_evaluation(claimed: Evaluation) -> None:
     prompts = select_eval_prompts(evaluation)
     if not prompts:
         raise EvaluationRefused("The project has no held-out prompts left to evaluate on.")
-    seeds = {p.id: prompt_seed(int(evaluation.generation["seed"]), p.id) for p in prompts}
+    seeds = {p.id: prompt_seed(int(evaluation.generation["seed"]), p) for p in prompts}
     work_dir = get_store().work_dir(f"evaluations/{evaluation.pk}")
     work_dir.mkdir(parents=True, exist_ok=True)
     prompts_path = work_dir / "prompts.jsonl"

@@ -17,12 +17,13 @@ from training.models import Checkpoint, RunMetric, SamplingJob, TrainingRun
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
-    list_display = ("name", "project", "path", "run", "is_final", "trust_remote_code")
-    list_filter = ("trust_remote_code", "is_final")
+    list_display = ("name", "project", "path", "run", "is_final", "promoted", "trust_remote_code")
+    list_filter = ("trust_remote_code", "is_final", "promoted")
     search_fields = ("name", "path")
     # Only trust_remote_code is a staff decision; the rest is written by PrefLab itself.
     fields = ("project", "name", "path", "run", "step", "is_final", "trust_remote_code")
     readonly_fields = ("project", "path", "run", "step", "is_final")
+    # promoted is set by the gate or an override on the checkpoint page, which records why.
 
     def has_add_permission(self, request: object) -> bool:
         return False
@@ -99,7 +100,7 @@ class RunMetricAdmin(admin.ModelAdmin):
 class SamplingJobAdmin(ReadOnlyJobAdmin):
     list_display = _job_columns(
         "checkpoint", "pairing", "selection", "round", "comparisons_created", "dropped_identical",
-        "page",
+        "dropped_empty", "dropped_missing", "page",
     )  # fmt: skip
     list_filter = ("status", "pairing", "selection", "project")
     search_fields = ("id", "project__name", "checkpoint__name", "error")

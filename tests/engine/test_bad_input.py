@@ -29,7 +29,6 @@ def tokenize(rows, tokenizer, max_length=64, max_prompt_length=32):
     ("row", "message"),
     [
         ({"prompt": "p", "chosen": "yes"}, "line 2: missing column 'rejected'"),
-        ({"prompt": "p", "chosen": "  ", "rejected": "no"}, "line 2: 'chosen' is empty"),
         (
             {"prompt": "p", "chosen": "same", "rejected": "same"},
             "line 2: 'chosen' and 'rejected' are identical",
@@ -38,10 +37,6 @@ def tokenize(rows, tokenizer, max_length=64, max_prompt_length=32):
         (
             {"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"},
             "line 2: 'prompt' message 0",
-        ),
-        (
-            {"prompt": "p", "chosen": [{"role": "assistant", "content": ""}], "rejected": "no"},
-            "line 2: 'chosen' is empty",
         ),
         (
             {"prompt": "p", "chosen": "bad \ud800 text", "rejected": "no"},
@@ -218,3 +213,21 @@ def test_a_missing_model_is_exit_2(tmp_path, pairs_file, run_config):
     assert engine("train", "--config", str(config)) == EXIT_BAD_INPUT
     (error,) = events(tmp_path / "out" / "metrics.jsonl", "error")
     assert "no-such-model" in error["message"]
+
+
+def test_an_empty_response_is_a_pair_that_ends_at_once(tokenizer):
+    """An answer that stops at once is informative: an empty (or blank) side is its end
+    token alone, in plain and chat rows alike."""
+    rows = [
+        {"prompt": "p", "chosen": "a real answer", "rejected": ""},
+        {"prompt": "q", "chosen": "  ", "rejected": "no"},
+        {
+            "prompt": [{"role": "user", "content": "hi"}],
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "assistant", "content": ""}],
+        },
+    ]
+    examples = tokenize(rows[:2], tokenizer)
+    assert examples[0].rejected_ids == (tokenizer.eos_token_id,)
+    assert examples[1].chosen_ids[-1] == tokenizer.eos_token_id
+    assert tokenize(rows[2:], tokenizer)[0].rejected_ids  # the end-of-turn marker

@@ -1,11 +1,13 @@
 """One turn of the loop on the tiny model, judged by a known rule, measured by the product.
 
 Prompts are imported, 30% held out; the base model samples round 1 on the training prompts;
-annotators following a rule (more lowercase letters wins: tests/evaluation/rules.py) vote it;
+a programmatic judge (judging app) following a rule (more lowercase letters wins:
+tests/evaluation/rules.py) votes it;
 a snapshot is built and a run trains on it with the run form's fitted defaults; an evaluation
 of the new checkpoint against its parent samples both on the held-out prompts and opens a
-blind round; the same rule votes it; and the product's own results must report a win-rate
-whose interval lies above 0.5, which the default gate then promotes.
+blind round; the same judge votes it; and the product's own results must report a win-rate
+whose interval lies above 0.5, which the default gate then promotes. (Human-only evaluation,
+votes through labeling.services.cast_vote, is tested in test_gate_product.py.)
 
 Every job runs in this process through the job wrapper (core.jobs.run_job), the engine as a
 child process, exactly as a worker runs them; only the Celery hop is left out.
@@ -14,6 +16,7 @@ child process, exactly as a worker runs them; only the Celery hop is left out.
 from __future__ import annotations
 
 import json
+import resource
 import time
 
 import pytest
@@ -27,12 +30,10 @@ from evaluation.services import (
     promoted_checkpoint,
     start_evaluation,
 )
+from judging.services import add_judge, run_judging
 from labeling.importers import ImportKind, import_file
-from labeling.models import Choice, Comparison, JobStatus, Project, PromptSplit, Role, RoundPurpose
-from labeling.services import VoteInput, add_member, cast_vote, lease_next_comparison
+from labeling.models import Comparison, JobStatus, Project, PromptSplit, RoundPurpose, Vote
 from labeling.snapshots import build_snapshot, request_snapshot
-from tests.conftest import make_user
-from tests.evaluation.rules import prefer_more_lowercase
 from training.defaults import suggested_run_values
 from training.models import Checkpoint, RunStatus, SamplingJob
 from training.services import register_base_model, start_run, start_sampling
@@ -42,27 +43,22 @@ pytestmark = [pytest.mark.slow]
 GENERATION = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 24, "seed": 1}
 
 
-def vote_everything_by_the_rule(project: Project, annotator) -> int:
-    """The simulated annotator follows the rule on every comparison it is served."""
-    votes = 0
-    while (comparison := lease_next_comparison(annotator, project)) is not None:
-        verdict = prefer_more_lowercase(
-            comparison.prompt.text, comparison.completion_a.text, comparison.completion_b.text
-        )
-        choice = {"A": Choice.A, "B": Choice.B, "tie": Choice.TIE}[verdict]
-        strength = "clear" if choice != Choice.TIE else ""
-        cast_vote(annotator, project, comparison.id, VoteInput(choice, strength))
-        votes += 1
-    return votes
+def children_cpu(before: resource.struct_rusage) -> float:
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 @pytest.mark.django_db
 def test_a_trained_checkpoint_beats_its_parent_on_held_out_prompts(settings, tmp_path, tiny_model):
     started, cpu_started = time.monotonic(), time.process_time()
+    children_started = resource.getrusage(resource.RUSAGE_CHILDREN)
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    annotator = make_user("rule-follower")
+    settings.PREFLAB_JUDGE_CALLABLE_MODULES = ["tests.evaluation.rules"]
     project = Project.objects.create(name="Evaluation loop", overlap=1)
-    add_member(project, annotator, Role.ANNOTATOR)
+    judge = add_judge(
+        project, "lowercase", "programmatic",
+        {"callable": "tests.evaluation.rules.prefer_more_lowercase"},
+    )  # fmt: skip
     prompts = "\n".join(
         json.dumps({"prompt": f"Question {i}: write something."}) for i in range(140)
     )
@@ -78,7 +74,11 @@ def test_a_trained_checkpoint_beats_its_parent_on_held_out_prompts(settings, tmp
     assert job.status == RunStatus.SUCCEEDED, job.error
     sampled = Comparison.objects.filter(round=job.round)
     assert not sampled.filter(prompt__split=PromptSplit.EVAL).exists()
-    assert vote_everything_by_the_rule(project, annotator) == job.comparisons_created
+    judging = run_judging(judge, scope="round", round=job.round)
+    assert judging.status == JobStatus.SUCCEEDED, judging.error
+    assert Vote.objects.filter(comparison__round=job.round, judge=judge).count() == (
+        job.comparisons_created
+    )
 
     # Train with the run form's defaults, fitted to the snapshot.
     snapshot = build_snapshot(request_snapshot(project, "every_vote").pk)
@@ -106,17 +106,19 @@ def test_a_trained_checkpoint_beats_its_parent_on_held_out_prompts(settings, tmp
             comparison.completion_a.generation_params["seed"]
             == (comparison.completion_b.generation_params["seed"])
         )
-    assert vote_everything_by_the_rule(project, annotator) == judged.count()
+    judging = run_judging(judge, scope="round", round=evaluation.round)
+    assert judging.status == JobStatus.SUCCEEDED, judging.error
 
     results = get_results(evaluation)
+    assert results["votes_by_source"] == {"judge": judged.count()}
     against_parent = results["opponents"][0]
     rate = against_parent["win_rate"]
     print(
         f"\nwin-rate {rate['estimate']:.3f} [{rate['ci_low']:.3f}, {rate['ci_high']:.3f}] "
         f"over {rate['n']} votes; LC {against_parent['length_controlled']}; "
         f"lengths {results['lengths']}; run config {run.config}; "
-        f"wall {time.monotonic() - started:.0f} s, test-process CPU "
-        f"{time.process_time() - cpu_started:.0f} s"
+        f"wall {time.monotonic() - started:.0f} s, CPU {time.process_time() - cpu_started:.0f} s "
+        f"in the test process + {children_cpu(children_started):.0f} s in engine processes"
     )
     assert rate["ci_low"] > 0.5, rate
     assert not results["provisional"]

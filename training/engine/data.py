@@ -150,12 +150,15 @@ def _check_text(text: str, where: str, column: str) -> str:
     return text
 
 
-def _check_field(value: Any, where: str, column: str) -> str | Messages:
-    """A column value: a non-empty string or a non-empty list of {role, content} messages."""
+def _check_field(value: Any, where: str, column: str, allow_empty: bool = False) -> str | Messages:
+    """A column value: a non-empty string or a non-empty list of {role, content} messages.
+
+    allow_empty: a preference pair's response may be empty text (an answer that stops at
+    once is informative); it is then its end token alone (Tokenization.encode)."""
     if value is None:
         raise DataError(f"{where}: missing column '{column}'")
     if isinstance(value, str):
-        if not value.strip():
+        if not value.strip() and not allow_empty:
             raise DataError(f"{where}: '{column}' is empty")
         return _check_text(value, where, column)
     if isinstance(value, list):
@@ -181,7 +184,8 @@ def _check_field(value: Any, where: str, column: str) -> str | Messages:
             _check_text(content, where, column)
             _check_text(role, where, column)
             messages.append({"role": role, "content": content})
-        if column != "prompt" and not "".join(m["content"] for m in messages).strip():
+        empty = not "".join(m["content"] for m in messages).strip()
+        if column != "prompt" and empty and not allow_empty:
             raise DataError(f"{where}: '{column}' is empty")
         return messages
     raise DataError(
@@ -313,7 +317,9 @@ def tokenize_pairs(
         for column in PAIR_COLUMNS:
             if column not in values:
                 raise DataError(f"{record.where}: missing column '{column}'")
-            fields[column] = _check_field(values[column], record.where, column)
+            fields[column] = _check_field(
+                values[column], record.where, column, allow_empty=column != "prompt"
+            )
         if fields["chosen"] == fields["rejected"]:
             raise DataError(f"{record.where}: 'chosen' and 'rejected' are identical")
         prompt_ids, (chosen, rejected) = tokenization.encode(
@@ -321,6 +327,12 @@ def tokenize_pairs(
         )
         if chosen == rejected:
             raise DataError(f"{record.where}: 'chosen' and 'rejected' tokenise identically")
+        for column, ids in (("chosen", chosen), ("rejected", rejected)):
+            if not ids:
+                raise DataError(
+                    f"{record.where}: '{column}' is empty and the tokenizer has no EOS token "
+                    "to end it, so there is no token to learn from"
+                )
         prompt_ids, (chosen, rejected), truncated = tokenization.truncate(
             prompt_ids, [chosen, rejected]
         )
