@@ -166,7 +166,10 @@ def _context(
     settings_form: QualitySettingsForm | None = None,
 ) -> dict[str, Any]:
     project = membership.project
-    cached = get_quality(project, round_)
+    polled = bool(getattr(request, "htmx", False))
+    # Only a full page load queues new figures: the status box's polls never do, so a page
+    # left open while annotators vote does not recompute back to back.
+    cached = get_quality(project, round_, refresh=not polled)
     report = cached.report
     data = report.data if report is not None else {}
     has_figures = bool(data.get("votes"))
@@ -180,7 +183,7 @@ def _context(
         "data": data,
         "has_figures": has_figures,
         "failed": cached.failed,
-        "polled": bool(getattr(request, "htmx", False)),
+        "polled": polled,
         "partial": "quality-status",
     }
     if has_figures:
