@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema, Status
 
 from api.auth import api_auth, project_membership, request_token, require_scope
-from api.common import ADMIN, REVIEWER, api_url
+from api.common import ADMIN, REVIEWER, api_url, visible_project_ids
 from api.errors import ApiError, error_responses, not_found
 from api.models import Scope
 from api.pagination import keyset_page
@@ -194,15 +194,20 @@ def list_judging_jobs(
 
 
 def _judge_for(request: HttpRequest, judge_id: int, min_role: str) -> Judge:
-    judge = Judge.objects.filter(id=judge_id).first()
+    # The same 404 whether the judge does not exist or is outside the token's projects.
+    judge = Judge.objects.filter(id=judge_id, project_id__in=visible_project_ids(request)).first()
     if judge is None:
         raise not_found("judge")
-    project_membership(request, judge.project_id, min_role)  # 404 outside the token's reach
+    project_membership(request, judge.project_id, min_role)
     return judge
 
 
 def _job_for(request: HttpRequest, job_id: int, min_role: str) -> JudgingJob:
-    job = JudgingJob.objects.select_related("round").filter(id=job_id).first()
+    job = (
+        JudgingJob.objects.select_related("round")
+        .filter(id=job_id, project_id__in=visible_project_ids(request))
+        .first()
+    )
     if job is None:
         raise not_found("judging job")
     project_membership(request, job.project_id, min_role)

@@ -35,6 +35,49 @@ def _upload(_: ProjectWorld) -> dict[str, Any]:
     return {"kind": "pairs", "file": SimpleUploadedFile("new.jsonl", data)}
 
 
+def _exists(w: ProjectWorld) -> bool:
+    return type(w.project).objects.filter(pk=w.project.pk).exists()
+
+
+def _judge_id(w: ProjectWorld) -> int:
+    """The project's judge, made on first use; a missing project's is a missing judge."""
+    from judging.services import add_judge
+    from labeling.models import Judge
+
+    if not _exists(w):
+        return 999_999
+    judge = Judge.objects.filter(project=w.project).first() or add_judge(
+        w.project, "check", "programmatic", {"callable": "judging.checks.exact_answer"}
+    )
+    return judge.pk
+
+
+def _judging_job_id(w: ProjectWorld) -> int:
+    """A queued judging job of the project's judge, made on first use."""
+    from judging.models import JudgingJob
+    from judging.services import request_judging
+    from labeling.models import Judge
+
+    if not _exists(w):
+        return 999_999
+    judge = Judge.objects.get(pk=_judge_id(w))
+    job = JudgingJob.objects.filter(judge=judge, status="queued").first()
+    return (job or request_judging(judge)).pk
+
+
+def _staff_admins(w: ProjectWorld) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(
+        memberships__project_id=w.project.pk, memberships__role=Role.ADMIN
+    ).update(is_staff=True)
+    return {
+        "name": "exact",
+        "kind": "programmatic",
+        "config": {"callable": "judging.checks.exact_answer"},
+    }
+
+
 ENDPOINTS = [
     Endpoint(
         "get_project", "get", lambda w: f"projects/{w.project.id}", "read", Role.ANNOTATOR, 200
@@ -134,6 +177,58 @@ ENDPOINTS = [
     ),
     Endpoint(
         "list_flags", "get", lambda w: f"projects/{w.project.id}/flags", "read", Role.REVIEWER, 200
+    ),
+    # AI judges (api/judges.py); adding one also needs a staff user (_staff_admins makes the
+    # project's admins staff, after the role check the matrix exercises).
+    Endpoint(
+        "list_judges",
+        "get",
+        lambda w: f"projects/{w.project.id}/judges",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "add_judge",
+        "post",
+        lambda w: f"projects/{w.project.id}/judges",
+        "train",
+        Role.ADMIN,
+        201,
+        body=lambda w: _staff_admins(w),
+    ),
+    Endpoint(
+        "list_judging_jobs",
+        "get",
+        lambda w: f"projects/{w.project.id}/judging-jobs",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "start_judging",
+        "post",
+        lambda w: f"judges/{_judge_id(w)}/jobs",
+        "train",
+        Role.ADMIN,
+        202,
+        body=lambda w: {"scope": "needs_votes"},
+    ),
+    Endpoint(
+        "get_judging_job",
+        "get",
+        lambda w: f"judging-jobs/{_judging_job_id(w)}",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "cancel_judging",
+        "post",
+        lambda w: f"judging-jobs/{_judging_job_id(w)}/cancel",
+        "train",
+        Role.ADMIN,
+        202,
     ),
 ]
 
