@@ -78,6 +78,32 @@ def _staff_admins(w: ProjectWorld) -> dict[str, Any]:
     }
 
 
+def _evaluation_body(w: ProjectWorld) -> dict[str, Any]:
+    """Start an evaluation of a second checkpoint against the base, on one held-out prompt."""
+    from labeling.models import Prompt, PromptSplit
+    from training.models import Checkpoint
+
+    if not _exists(w):
+        return {"checkpoint_id": 999_999}
+    Prompt.objects.get_or_create(project=w.project, text="held out?", split=PromptSplit.EVAL)
+    other, _ = Checkpoint.objects.get_or_create(
+        project=w.project, path=f"models/{w.project.pk}-other", defaults={"name": "other"}
+    )
+    return {"checkpoint_id": other.pk, "opponent_ids": [w.checkpoint.pk]}
+
+
+def _evaluation_id(w: ProjectWorld) -> int:
+    """A queued evaluation of the project, made on first use."""
+    from evaluation.models import Evaluation
+
+    if not _exists(w):
+        return 999_999
+    evaluation = Evaluation.objects.filter(project=w.project).first()
+    if evaluation is None:
+        evaluation = Evaluation.objects.create(project=w.project, checkpoint=w.checkpoint)
+    return evaluation.pk
+
+
 ENDPOINTS = [
     Endpoint(
         "get_project", "get", lambda w: f"projects/{w.project.id}", "read", Role.ANNOTATOR, 200
@@ -229,6 +255,48 @@ ENDPOINTS = [
         "train",
         Role.ADMIN,
         202,
+    ),
+    # Evaluations, leaderboard and lineage (api/evaluations.py).
+    Endpoint(
+        "list_evaluations",
+        "get",
+        lambda w: f"projects/{w.project.id}/evaluations",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "start_evaluation",
+        "post",
+        lambda w: f"projects/{w.project.id}/evaluations",
+        "train",
+        Role.ADMIN,
+        202,
+        body=_evaluation_body,
+    ),
+    Endpoint(
+        "get_evaluation",
+        "get",
+        lambda w: f"projects/{w.project.id}/evaluations/{_evaluation_id(w)}",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "get_leaderboard",
+        "get",
+        lambda w: f"projects/{w.project.id}/leaderboard",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "get_lineage",
+        "get",
+        lambda w: f"projects/{w.project.id}/lineage",
+        "read",
+        Role.REVIEWER,
+        200,
     ),
 ]
 
