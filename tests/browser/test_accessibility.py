@@ -59,6 +59,9 @@ def test_main_pages_have_no_serious_axe_violations(live_server, axe_page, make_p
         "compare": f"/projects/{project.id}/runs/compare/?run={run.id}",
         "recent votes": "/votes/",
         "tokens": "/account/tokens/",
+        "evaluations": f"/projects/{project.id}/evaluations/",
+        "checkpoint": f"/projects/{project.id}/checkpoints/{run.start_checkpoint_id}/",
+        "lineage": f"/projects/{project.id}/lineage/",
     }
     found = {}
     for name, path in pages.items():
