@@ -735,23 +735,27 @@ class LineageNode:
 
 
 def snapshot_rounds(snapshot_ids: Iterable[int]) -> dict[int, list[int]]:
-    """Round numbers each snapshot's rows came from (its manifest), or [] if unreadable."""
+    """Round numbers each snapshot drew its votes from: its `rounds` filter when it has one,
+    else the training rounds holding votes cast before the snapshot was requested (one query
+    per snapshot; the files are never read)."""
     from labeling.models import Snapshot
-    from labeling.snapshots import snapshot_key
 
     result: dict[int, list[int]] = {}
-    store = get_store()
     for snapshot in Snapshot.objects.filter(id__in=set(snapshot_ids)):
-        rounds: set[int] = set()
-        try:
-            with store.open(snapshot_key(snapshot)) as data:
-                for line in data:
-                    value = json.loads(line).get("round")
-                    if isinstance(value, int):
-                        rounds.add(value)
-        except (OSError, ValueError):
-            pass
-        result[snapshot.pk] = sorted(rounds)
+        chosen = (snapshot.filters or {}).get("rounds")
+        if chosen:
+            result[snapshot.pk] = sorted(int(number) for number in chosen)
+            continue
+        numbers = (
+            Round.objects.filter(
+                project_id=snapshot.project_id,
+                purpose=RoundPurpose.TRAINING,
+                comparisons__votes__created_at__lte=snapshot.created_at,
+            )
+            .values_list("number", flat=True)
+            .distinct()
+        )
+        result[snapshot.pk] = sorted(numbers)
     return result
 
 

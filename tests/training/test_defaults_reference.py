@@ -101,3 +101,14 @@ def test_sampling_counts_why_pairs_were_dropped(lineage_world, keep_empty, creat
     made, dropped, _ = _open_round(job, prompts, [(base, rows_a), (base, rows_b)])
     assert made == created
     assert dropped == {"identical": 1, "empty": empty, "missing": 1}
+
+
+def test_lineage_names_the_rounds_each_checkpoint_learned_from(lineage_world):
+    from evaluation.services import lineage
+
+    project, _, _, child, grandchild = lineage_world
+    (root,) = lineage(project)
+    assert root.checkpoint.name == "base" and root.trained_rounds == []
+    (node,) = root.children
+    assert node.checkpoint == child and node.trained_rounds == [1]
+    assert [n.checkpoint for n in node.children] == [grandchild]
