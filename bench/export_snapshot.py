@@ -377,11 +377,13 @@ def populate(args: argparse.Namespace) -> tuple[int, int, int]:
                 """
                 INSERT INTO labeling_comparison
                     (project_id, round_id, prompt_id, completion_a_id, completion_b_id,
-                     votes_target, vote_count, is_gold, gold_choice, created_at)
+                     votes_target, vote_count, is_gold, gold_choice, judge_priority,
+                     judge_decided, created_at)
                 SELECT %(project)s,
                        CASE WHEN g < %(n)s / 2 THEN %(r1)s ELSE %(r2)s END,
                        p.prompt_id, a.id, b.id, %(overlap)s,
-                       LEAST(%(overlap)s, %(votes)s - g * %(overlap)s), false, '', now()
+                       LEAST(%(overlap)s, %(votes)s - g * %(overlap)s), false, '', 0, false,
+                       now()
                 FROM generate_series(0, %(n)s - 1) AS g
                 JOIN bench_prompt p ON p.idx = g %% %(prompts)s
                 JOIN bench_completion a
@@ -410,13 +412,15 @@ def populate(args: argparse.Namespace) -> tuple[int, int, int]:
                 """
                 INSERT INTO labeling_vote
                     (comparison_id, annotator_id, choice, strength, rationale, chosen_id,
-                     rejected_id, left_side, time_taken_ms, imported_from, created_at)
+                     rejected_id, left_side, time_taken_ms, imported_from, source,
+                     judge_output, client_key, created_at)
                 SELECT c.id, u.user_id, d.choice,
                        (ARRAY['slight', 'clear', 'strong', ''])[1 + (c.id + j) %% 4], '',
                        CASE d.choice WHEN 'A' THEN c.completion_a_id ELSE c.completion_b_id END,
                        CASE d.choice WHEN 'A' THEN c.completion_b_id ELSE c.completion_a_id END,
                        CASE WHEN (c.id + j) %% 2 = 0 THEN 'A' ELSE 'B' END,
-                       1000 + (c.id * 37 + j * 101) %% 60000, '', now()
+                       1000 + (c.id * 37 + j * 101) %% 60000, '', 'human', '{}'::jsonb, '',
+                       now()
                 FROM labeling_comparison c
                 CROSS JOIN generate_series(0, %(overlap)s - 1) AS j
                 CROSS JOIN LATERAL (
