@@ -27,7 +27,7 @@ LENGTH_MARGIN = 32  # special tokens and the chat template's role markers
 LENGTH_STEP = 64
 # The default learning rate suits a 7B model (hidden size 4096). Narrower models take larger
 # steps: (4096 / width) ** 1.5 times the default, capped at 3e-3, so a 768-wide model starts
-# at 6.2e-5, the demo's 128-wide model at 9e-4 and the tests' 64-wide tiny model at 2.6e-3.
+# at 6.2e-5, the demo's 128-wide model at 9.1e-4 and the tests' 64-wide tiny model at 2.6e-3.
 # On the tiny-model loop (tests/evaluation/test_evaluation_loop.py) Adam's plain 1 / width
 # rule (3.2e-4) left the held-out win-rate at 0.58 [0.50, 0.66], and 1e-3 at 0.76 in one run
 # and 0.55 [0.49, 0.62] in another; 2.6e-3 learns the rule clearly (README, The loop).
