@@ -329,7 +329,14 @@ def _cancelled(job: JudgingJob) -> bool:
     )
 
 
-def _batches(items: list[Comparison], size: int) -> Iterable[list[Comparison]]:
+def _time_limit_message() -> str:
+    return (
+        f"The job ran past PREFLAB_JUDGE_JOB_SECONDS ({settings.PREFLAB_JUDGE_JOB_SECONDS}s); "
+        "what was judged is kept, start the job again to judge the rest."
+    )
+
+
+def _batches(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -346,10 +353,11 @@ def _execute(claimed: JudgingJob) -> None:
         )
     scope = scope_comparisons(job.project, job.scope, job.round)
     already = JudgeResult.objects.filter(judge=judge, judge_version=job.judge_version)
+    # Ids first, texts a batch at a time: memory stays flat however large the scope.
     todo = list(
         scope.exclude(id__in=already.values("comparison_id"))
-        .select_related("prompt", "completion_a", "completion_b", "project")
         .order_by("id")
+        .values_list("id", flat=True)
     )
     total = len(todo) + scope.filter(id__in=already.values("comparison_id")).count()
     JudgingJob.objects.filter(pk=job.pk).update(total=total, done=total - len(todo))
@@ -357,10 +365,17 @@ def _execute(claimed: JudgingJob) -> None:
     kind: Kind = build(judge)
     started = time.monotonic()
     try:
-        for batch in _batches(todo, _BATCH):
+        for batch_ids in _batches(todo, _BATCH):
             if _cancelled(job):
                 _end_cancelled(claimed)
                 return
+            if time.monotonic() >= deadline:
+                raise JudgingTimeLimit(_time_limit_message())
+            batch = list(
+                Comparison.objects.filter(id__in=batch_ids)
+                .select_related("prompt", "completion_a", "completion_b", "project")
+                .order_by("id")
+            )
             pairs = [pair for comparison in batch for pair in pairs_of(comparison)]
             t0 = time.monotonic()
             verdicts = kind.judge(pairs, deadline)
@@ -391,12 +406,8 @@ def _execute(claimed: JudgingJob) -> None:
                     tokens=F("tokens") + tokens,
                     seconds=F("seconds") + elapsed,
                 )
-            if out_of_time or time.monotonic() > deadline:
-                raise JudgingTimeLimit(
-                    f"The job ran past PREFLAB_JUDGE_JOB_SECONDS "
-                    f"({settings.PREFLAB_JUDGE_JOB_SECONDS}s); what was judged is kept, "
-                    "start the job again to judge the rest."
-                )
+            if out_of_time:
+                raise JudgingTimeLimit(_time_limit_message())
     finally:
         kind.close()
     # The quality figures cache the judges' agreement; their recompute follows human votes

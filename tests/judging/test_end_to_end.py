@@ -9,7 +9,14 @@ import pytest
 
 from core.jobs import run_job
 from judging.models import JudgingJob, JudgingScope
-from judging.services import JUDGING_JOB, add_judge, request_cancel, request_judging, run_judging
+from judging.services import (
+    JUDGING_JOB,
+    JudgingTimeLimit,
+    add_judge,
+    request_cancel,
+    request_judging,
+    run_judging,
+)
 from labeling.models import Choice, Comparison, JobStatus, QualityReport, Role, Vote, VoteSource
 from labeling.services import (
     VoteInput,
@@ -129,3 +136,15 @@ def test_one_active_job_per_judge(make_project):
         request_judging(judge)
     request_cancel(first)
     assert request_judging(judge).pk != first.pk
+
+
+def test_the_total_time_limit_fails_the_job_and_a_rerun_judges_the_rest(make_project, settings):
+    project = make_project(pairs=2)
+    judge = judge_of(project)
+    settings.PREFLAB_JUDGE_JOB_SECONDS = 0
+    with pytest.raises(JudgingTimeLimit):
+        run_judging(judge)
+    failed = JudgingJob.objects.get()
+    assert failed.status == JobStatus.FAILED and "PREFLAB_JUDGE_JOB_SECONDS" in failed.error
+    settings.PREFLAB_JUDGE_JOB_SECONDS = 3600
+    assert run_judging(judge).consistent == 2
