@@ -83,11 +83,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         objective: Objective
         if args.command == "train":
-            from .dpo import DPOObjective
-
             dpo_config = load_config(DPOConfig, args.config)
             config: DPOConfig | SFTConfig = dpo_config
-            objective = DPOObjective(dpo_config)
+            if dpo_config.listwise:  # loss_type plackett_luce: rows of K ranked responses
+                from .listwise import ListwiseObjective
+
+                objective = ListwiseObjective(dpo_config)
+            else:
+                from .dpo import DPOObjective
+
+                objective = DPOObjective(dpo_config)
         else:
             from .sft import SFTObjective
 

@@ -40,6 +40,12 @@ LOSS_TYPES: Mapping[str, str] = {
     "sft": "NLL of the chosen replies; added to another loss this is RPO (Pang et al. 2024)",
 }
 
+# listwise losses: engine-only (the run form and the API train on pair snapshots, so they do not
+# offer these); a listwise loss trains on ranking rows (training.engine.listwise) and stands alone
+LISTWISE_LOSS_TYPES: Mapping[str, str] = {
+    "plackett_luce": "Plackett-Luce DPO over K ranked responses (DPO paper, appendix A.3)",
+}
+
 # losses that never look at the reference model: with only these, no reference pass runs
 REFERENCE_FREE_LOSSES = frozenset({"simpo", "sft"})
 
@@ -127,6 +133,7 @@ LossType = Literal[
     "simpo",
     "sft",
 ]
+ListwiseLossType = Literal["plackett_luce"]
 Precision = Literal["auto", "bf16", "fp32"]
 Schedule = Literal["cosine", "linear", "constant"]
 CompileMode = Literal["auto", "off", "on"]
@@ -277,7 +284,8 @@ class DPOConfig(CommonConfig):
     reference_model: str | None = None  # default: the policy's starting weights (`model`)
     beta: float = 0.1  # strength of the KL penalty towards the reference
     # a loss of LOSS_TYPES, or a list of them combined as sum_k loss_weights[k] * loss_k
-    loss_type: LossType | tuple[LossType, ...] = "sigmoid"
+    # (or plackett_luce alone: listwise rows of K ranked responses, training.engine.listwise)
+    loss_type: LossType | ListwiseLossType | tuple[LossType | ListwiseLossType, ...] = "sigmoid"
     loss_weights: tuple[float, ...] | None = None  # one per loss_type; default 1.0 each
     label_smoothing: float = 0.0  # eps of sigmoid / robust (flip rate), exo_pair; else 0
     simpo_gamma: float = 0.5  # simpo's target reward margin (TRL CPOConfig.simpo_gamma)
@@ -289,13 +297,17 @@ class DPOConfig(CommonConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_loss_settings(
-            self.loss_types,
-            self.loss_weight_values,
-            self.beta,
-            self.label_smoothing,
-            self.simpo_gamma,
-        )
+        listwise = [t for t in self.loss_types if t in LISTWISE_LOSS_TYPES]
+        if listwise:
+            _check_listwise(self)
+        else:
+            check_loss_settings(
+                self.loss_types,
+                self.loss_weight_values,
+                self.beta,
+                self.label_smoothing,
+                self.simpo_gamma,
+            )
         if self.reference_free and self.reference_model is not None:
             raise ConfigError("reference_model is set but reference_free is true")
         if not self.uses_reference and self.reference_model is not None:
@@ -316,6 +328,11 @@ class DPOConfig(CommonConfig):
         return tuple(float(w) for w in self.loss_weights)
 
     @property
+    def listwise(self) -> bool:
+        """Whether the run trains on rankings (``loss_type: plackett_luce``)."""
+        return any(t in LISTWISE_LOSS_TYPES for t in self.loss_types)
+
+    @property
     def uses_reference(self) -> bool:
         """Whether a reference model is run: not in reference-free mode, and not when every loss
         is one that never looks at it (simpo, sft)."""
@@ -328,6 +345,22 @@ class DPOConfig(CommonConfig):
         if self.reference_cache_dir:
             return Path(self.reference_cache_dir)
         return Path(self.out_dir) / "reference_cache"
+
+
+def _check_listwise(config: DPOConfig) -> None:
+    """plackett_luce stands alone: no combination, no weights, no label smoothing."""
+    types = config.loss_types
+    if len(types) != 1:
+        raise ConfigError(
+            f"loss_type: {types[0] if types[0] in LISTWISE_LOSS_TYPES else 'plackett_luce'} "
+            "trains on rankings and combines with no other loss"
+        )
+    if config.loss_weights is not None:
+        raise ConfigError(f"loss_weights: {types[0]} stands alone; leave loss_weights unset")
+    if not (math.isfinite(config.beta) and config.beta > 0):
+        raise ConfigError(f"beta: must be positive, got {config.beta}")
+    if config.label_smoothing:
+        raise ConfigError(f"label_smoothing: {types[0]} does not use it; set it to 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -462,6 +495,7 @@ def _describe(hint: Any) -> str:
 
 __all__ = [
     "LABEL_SMOOTHING_RANGES",
+    "LISTWISE_LOSS_TYPES",
     "LOSS_TYPES",
     "REFERENCE_FREE_LOSSES",
     "CommonConfig",
