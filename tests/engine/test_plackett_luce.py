@@ -264,3 +264,36 @@ def test_listwise_training_learns_a_ranking_rule(tmp_path, run_config):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["status"] == "succeeded" and summary["eval"]["rankings"] == 16
     assert summary["train_rankings_per_second"] > 0
+
+
+def test_a_rankings_batch_equals_separate_passes_and_bucketed_rows(tmp_path, tiny_model, tokenizer):
+    from training.engine.data import collate_sequences
+    from training.engine.listwise import collate_rankings
+    from training.engine.logprobs import SequenceLogps
+    from training.engine.modeling import load_causal_lm
+
+    rows = [
+        {"prompt": "abc", "responses": ["yes a", "no", "maybe bb"], "ranking": [0, 2, 1]},
+        {"prompt": "d", "responses": ["x", "yy", "zzz", ""], "ranking": [[3, 1], 0, 2]},
+    ]
+    path = write_jsonl(tmp_path / "ranks.jsonl", rows)
+    examples = tokenize_rankings(read_records(path), Tokenization(tokenizer, 64, 32))
+    assert [e.k for e in examples] == [3, 4] and examples[1].groups == ((3, 1), (0,), (2,))
+    model = load_causal_lm(str(tiny_model)).eval()
+    pad = tokenizer.pad_token_id
+    with torch.no_grad():
+        batch = collate_rankings(examples, pad)
+        together, counts = SequenceLogps(model)(**batch)
+        bucketed, _ = SequenceLogps(model, bucket_rows=4 * 2)(**batch)
+        alone = torch.cat(
+            [
+                SequenceLogps(model)(**collate_sequences([e.prompt_ids], [r], pad))[0]
+                for e in examples
+                for r in e.response_ids
+            ]
+        )
+    assert together.shape == (7,) and counts.tolist() == [
+        len(r) for e in examples for r in e.response_ids
+    ]
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(bucketed, together, atol=1e-4, rtol=1e-5)

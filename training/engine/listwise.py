@@ -244,6 +244,9 @@ class ListwiseObjective:
         self._sources: list[_Source] = []
         self._split: tuple[list[int], list[int]] = ([], [])
         self.reference_forwards = 0
+        # the most responses of any ranking: compiled micro-batches are padded to this many
+        # sequences per ranking (the loop reads it; pairs are 2)
+        self.sequences_per_example = 2
 
     def prepare(self, config: DPOConfig, tokenizer: Any) -> None:
         self.pad_id = tokenizer.pad_token_id
@@ -263,6 +266,7 @@ class ListwiseObjective:
         else:
             self._split = split_eval(len(main.examples), config.eval_fraction, config.seed)
         self._assemble()
+        self.sequences_per_example = max(e.k for s in self._sources for e in s.examples)
         if not any(e.weight > 0 for e in self.train):
             raise DataError(
                 f"{config.data}: every training ranking has 'weight' 0, so nothing would be trained"

@@ -8,6 +8,7 @@ clip, step, and log / evaluate / checkpoint. What differs between DPO and SFT li
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -344,6 +345,11 @@ def _run(session: Session, objective: Objective, t_start: float) -> dict[str, An
         raise Cancelled(start_step, None)
 
     plan = plan_compile(config, session.device, accelerator.num_processes)
+    # an objective whose example is not 2 sequences (listwise: up to K per ranking) says how
+    # many, so that CUDA graphs see one row count per micro-batch
+    per_example = getattr(objective, "sequences_per_example", None)
+    if plan.bucket_rows is not None and per_example is not None:
+        plan = dataclasses.replace(plan, bucket_rows=per_example * config.micro_batch_size)
     compile_decoder(session.policy, plan, config.max_length)
     model = SequenceLogps(
         session.policy,
