@@ -297,3 +297,54 @@ def test_a_rankings_batch_equals_separate_passes_and_bucketed_rows(tmp_path, tin
     ]
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(bucketed, together, atol=1e-4, rtol=1e-5)
+
+
+def test_listwise_micro_batches_padding_free_and_reference_free(tmp_path, run_config):
+    """One step of 6 rankings (K = 3 to 5 mixed) as one micro-batch, as 4 + 2 (unequal: a mean
+    of micro-batch means would differ) and padding-free give the same losses; reference-free
+    runs no reference pass."""
+    rows = synthetic_rankings(6, seed=5)
+    rows[1] = {**rows[1], "responses": rows[1]["responses"][:3], "ranking": [2, 0, 1]}
+    rows[2] = {
+        **rows[2],
+        "responses": [*rows[2]["responses"], "extra z"],
+        "ranking": [4, *rows[2]["ranking"]],
+    }
+    data = write_jsonl(tmp_path / "ranks.jsonl", rows)
+    losses = {}
+    for name, overrides in (
+        ("one", {"micro_batch_size": 8}),
+        ("split", {"micro_batch_size": 4}),
+        ("packed", {"micro_batch_size": 4, "padding_free": True}),
+    ):
+        out = tmp_path / name
+        config = run_config(
+            data,
+            name=f"{name}.json",
+            out_dir=str(out),
+            loss_type="plackett_luce",
+            max_steps=2,
+            length_bucketing=False,
+            learning_rate=1.0,  # with Adam's epsilon 1 the update is close to linear in the
+            adam_epsilon=1.0,  # gradient, so step 2's loss shows a wrongly weighted gradient
+            max_grad_norm=None,
+            **overrides,
+        )
+        assert engine("train", "--config", str(config)) == EXIT_OK
+        losses[name] = [e["loss"] for e in events(out / "metrics.jsonl", "train")]
+    assert len(losses["one"]) == 2
+    for other in ("split", "packed"):
+        assert max(abs(a - b) for a, b in zip(losses["one"], losses[other], strict=True)) < 1e-5
+    out = tmp_path / "free"
+    config = run_config(
+        data,
+        name="free.json",
+        out_dir=str(out),
+        loss_type="plackett_luce",
+        max_steps=1,
+        reference_free=True,
+    )
+    assert engine("train", "--config", str(config)) == EXIT_OK
+    assert not events(out / "metrics.jsonl", "reference")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference_forwards"] == 0 and math.isfinite(summary["train"]["loss"])
