@@ -39,6 +39,7 @@ from labeling.models import (
     Side,
     Strength,
     Vote,
+    VoteSource,
 )
 
 logger = logging.getLogger(__name__)
@@ -454,7 +455,8 @@ def get_project_stats(project: Project) -> ProjectStats:
         total=Count("id"),
         done=Count("id", filter=Q(vote_count__gte=F("votes_target"))),
     )
-    votes = Vote.objects.filter(comparison__project=project)
+    # People's votes (annotators, imports); AI judges' votes are counted on the judges page.
+    votes = Vote.objects.filter(comparison__project=project).exclude(source=VoteSource.JUDGE)
     needed = work.aggregate(needed=Sum(F("votes_target") - F("vote_count")))["needed"] or 0
     per_annotator: list[dict[str, Any]] = [
         dict(row)

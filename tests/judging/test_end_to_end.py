@@ -80,6 +80,7 @@ def test_judge_votes_take_no_overlap_slot_and_stay_out_of_annotator_counts(
     assert get_annotator_progress(annotator, project).voted == 2
     stats = get_project_stats(project)
     assert [row["annotator__username"] for row in stats.per_annotator] == [annotator.username]
+    assert (stats.votes, stats.decisive_votes) == (2, 2)  # the judge's two are not counted
     assert Vote.objects.filter(source=VoteSource.JUDGE).count() == 2
 
 

@@ -27,6 +27,8 @@ def test_reviewers_see_the_page_annotators_get_403_outsiders_404(
     client.force_login(reviewer)
     page = client.get(url)
     assert page.status_code == 200 and b"short" in page.content and b"<html" in page.content
+    project_page = client.get(reverse("labeling:project_detail", args=[project.id]))
+    assert url.encode() in project_page.content  # linked from the project page
     client.force_login(annotator)
     assert client.get(url).status_code == 403
     client.force_login(outsider)
