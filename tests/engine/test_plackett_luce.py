@@ -348,3 +348,30 @@ def test_listwise_micro_batches_padding_free_and_reference_free(tmp_path, run_co
     assert not events(out / "metrics.jsonl", "reference")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reference_forwards"] == 0 and math.isfinite(summary["train"]["loss"])
+
+
+def test_rankings_to_pairs_command_feeds_a_pair_loss(tmp_path, run_config, capsys, caplog):
+    rows = synthetic_rankings(8, seed=7)  # rows 4 and 8 tie their two middle responses
+    rows[0] = {**rows[0], "id": "r-a", "weight": 0.5}
+    src = write_jsonl(tmp_path / "ranks.jsonl", rows)
+    dst = tmp_path / "pairs.jsonl"
+    assert engine("rankings-to-pairs", str(src), str(dst), "--policy", "all") == EXIT_OK
+    pairs = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert len(pairs) == 6 * 6 + 2 * 5 and capsys.readouterr().out.strip() == str(len(pairs))
+    first = [p for p in pairs if p["ranking_id"] == "r-a"]
+    assert len(first) == 6 and all(p["weight"] == 0.5 for p in first)
+    assert [p["ranking_id"] for p in pairs if p["ranking_id"] != "r-a"][:1] == [2]
+    assert all(p["chosen"].split()[0] in WORDS for p in pairs)
+    assert all(
+        WORDS.index(p["chosen"].split()[0]) < WORDS.index(p["rejected"].split()[0]) for p in pairs
+    )
+    assert engine("rankings-to-pairs", str(src), str(dst), "--policy", "adjacent") == EXIT_OK
+    assert len(dst.read_text().splitlines()) == 6 * 3 + 2 * 4
+    config = run_config(dst, loss_type="sigmoid", max_steps=1)
+    assert engine("train", "--config", str(config)) == EXIT_OK
+    bad = write_jsonl(tmp_path / "bad.jsonl", [rows[0], {**rows[1], "ranking": [0, 1, 2]}])
+    assert engine("rankings-to-pairs", str(bad), str(tmp_path / "none.jsonl")) == EXIT_BAD_INPUT
+    assert f"{bad}: line 2: 'ranking' is not a permutation of 0..3: index 3 is missing" in (
+        caplog.text
+    )
+    assert not (tmp_path / "none.jsonl").exists()

@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (8)")
     p.add_argument("--trust-remote-code", action="store_true", help="run the model's own code")
 
+    p = sub.add_parser(
+        "rankings-to-pairs", help="convert a listwise file (K ranked responses) to pair rows"
+    )
+    p.add_argument("src", help="JSONL/Parquet with prompt, responses, ranking")
+    p.add_argument("dst", help="output JSONL of pairs")
+    p.add_argument(
+        "--policy",
+        choices=("all", "best_worst", "adjacent"),
+        default="all",
+        help="which implied pairs (all)",
+    )
+
     p = sub.add_parser("tiny-model", help="write a tiny random Llama model and byte tokenizer")
     p.add_argument("out", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed (0)")
@@ -128,6 +140,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             trust_remote_code=args.trust_remote_code,
         )
         run_sample(args.model, args.prompts, args.out, settings)
+        return EXIT_OK
+    if args.command == "rankings-to-pairs":
+        from .listwise import rankings_to_pairs
+
+        print(rankings_to_pairs(args.src, args.dst, args.policy))
         return EXIT_OK
     if args.command == "tiny-model":
         from .tiny import build_tiny_model

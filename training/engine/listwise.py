@@ -27,10 +27,12 @@ pass runs in every listwise run that uses a reference.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,7 +51,15 @@ from .data import (
 )
 from .logprobs import SequenceLogps, check_supported
 from .modeling import load_causal_lm
-from .rankings import MAX_RESPONSES, MIN_RESPONSES, Groups, RankingError, parse_ranking
+from .rankings import (
+    MAX_RESPONSES,
+    MIN_RESPONSES,
+    Groups,
+    PairPolicy,
+    RankingError,
+    implied_pairs,
+    parse_ranking,
+)
 from .session import Cancelled, Session
 
 logger = logging.getLogger(__name__)
@@ -144,6 +154,68 @@ class RankingExample:
         return len(self.response_ids)
 
 
+def check_ranking_row(record: Record) -> tuple[Any, list[Any], Groups]:
+    """A listwise row's ``(prompt, responses, groups)``, validated (errors name the row)."""
+    where, values = record.where, record.values
+    for column in LISTWISE_COLUMNS:
+        if column not in values:
+            raise DataError(f"{where}: missing column '{column}'")
+    prompt = _check_field(values["prompt"], where, "prompt")
+    raw = values["responses"]
+    if not isinstance(raw, list):
+        raise DataError(f"{where}: 'responses' must be a list, got {type(raw).__name__}")
+    if not MIN_RESPONSES <= len(raw) <= MAX_RESPONSES:
+        raise DataError(
+            f"{where}: 'responses' holds {len(raw)} response(s); a ranking needs "
+            f"{MIN_RESPONSES} to {MAX_RESPONSES}"
+        )
+    responses = [
+        _check_field(r, where, f"responses[{i}]", allow_empty=True) for i, r in enumerate(raw)
+    ]
+    _no_duplicates(where, responses, "are identical")
+    try:
+        groups = parse_ranking(values["ranking"], len(responses))
+    except RankingError as exc:
+        raise DataError(f"{where}: {exc}") from exc
+    return prompt, responses, groups
+
+
+def rankings_to_pairs(src: str, dst: str, policy: PairPolicy) -> int:
+    """Write the pairs every ranking of ``src`` implies under ``policy`` to ``dst`` (JSONL):
+    ``prompt``, ``chosen``, ``rejected``, ``ranking_id`` (the row's ``id`` column when it has
+    one, else its 1-based row number), ``chosen_position``, ``rejected_position``, and the
+    row's ``weight`` when it has one. Every row is checked before anything is written; returns
+    the number of pairs."""
+    records = read_records(src)
+    checked = [check_ranking_row(r) for r in records]
+    out: list[dict[str, Any]] = []
+    for number, (record, (prompt, responses, groups)) in enumerate(
+        zip(records, checked, strict=True), start=1
+    ):
+        values = record.values
+        if "weight" in values:
+            _check_weight(values["weight"], record.where)
+        ranking_id = values.get("id", number)
+        for p in implied_pairs(groups, policy, ranking_id):
+            row = {
+                "prompt": prompt,
+                "chosen": responses[p.chosen],
+                "rejected": responses[p.rejected],
+                "ranking_id": p.ranking_id,
+                "chosen_position": p.chosen_position,
+                "rejected_position": p.rejected_position,
+            }
+            if "weight" in values:
+                row["weight"] = values["weight"]
+            out.append(row)
+    tmp = Path(f"{dst}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in out:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(dst)
+    return len(out)
+
+
 def tokenize_rankings(
     records: Sequence[Record], tokenization: Tokenization, weights: bool = True
 ) -> list[RankingExample]:
@@ -151,29 +223,10 @@ def tokenize_rankings(
     examples: list[RankingExample] = []
     for record in records:
         where, values = record.where, record.values
-        for column in LISTWISE_COLUMNS:
-            if column not in values:
-                raise DataError(f"{where}: missing column '{column}'")
         weight = 1.0
         if weights and "weight" in values:
             weight = _check_weight(values["weight"], where)
-        prompt = _check_field(values["prompt"], where, "prompt")
-        raw = values["responses"]
-        if not isinstance(raw, list):
-            raise DataError(f"{where}: 'responses' must be a list, got {type(raw).__name__}")
-        if not MIN_RESPONSES <= len(raw) <= MAX_RESPONSES:
-            raise DataError(
-                f"{where}: 'responses' holds {len(raw)} response(s); a ranking needs "
-                f"{MIN_RESPONSES} to {MAX_RESPONSES}"
-            )
-        responses = [
-            _check_field(r, where, f"responses[{i}]", allow_empty=True) for i, r in enumerate(raw)
-        ]
-        _no_duplicates(where, responses, "are identical")
-        try:
-            groups = parse_ranking(values["ranking"], len(responses))
-        except RankingError as exc:
-            raise DataError(f"{where}: {exc}") from exc
+        prompt, responses, groups = check_ranking_row(record)
         prompt_ids, ids = tokenization.encode(where, prompt, responses)
         for i, r in enumerate(ids):
             if not r:
