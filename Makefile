@@ -46,7 +46,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy config core labeling training workers api bench evaluation
+	$(BIN)/mypy config core labeling training workers api bench evaluation judging
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 

@@ -7,8 +7,8 @@ The review queue holds three kinds of items:
 - open flags: items an annotator flagged (ItemFlag kind "flag") that no reviewer resolved.
 
 Decisions are rows: an Adjudication per comparison (one; editing it updates the row), a
-resolved ItemFlag, an AnnotatorExclusion (lifted, never deleted). Snapshots read them (h2's
-labeling/snapshots.py): `Adjudication` wins over the votes; `excluded_annotator_ids` names
+resolved ItemFlag, an AnnotatorExclusion (lifted, never deleted). Snapshots read them
+(labeling/snapshots.py): `Adjudication` wins over the votes; `excluded_annotator_ids` names
 the annotators whose votes stay out of future snapshots.
 """
 

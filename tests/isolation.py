@@ -15,7 +15,7 @@ environment), gets its own:
 
 Servers that tests start themselves take a free port from the kernel (pytest-django's
 live_server, the moto S3 server, the entrypoint test). Outside xdist nothing changes.
-README "Tests" and /work/coord/TESTS.md say what a new test that starts processes must do.
+README "Tests" says what a new test that starts processes, servers or workers must do.
 """
 
 from __future__ import annotations
