@@ -466,30 +466,53 @@ class ListwiseObjective:
         )
         weights = torch.tensor([e.weight for e in examples], dtype=losses.dtype).to(losses.device)
         loss_sum = (weights * losses).sum()
-        correct = pairs = top1 = best = worst = 0.0
-        for e, u in zip(examples, rewards, strict=True):
-            values = u.float().cpu().tolist()
-            first, last = e.groups[0], e.groups[-1]
-            rest = [values[j] for j in range(e.k) if j not in first]
-            top1 += float(max(values[i] for i in first) > max(rest))  # a strict best
-            best += sum(values[i] for i in first) / len(first)
-            worst += sum(values[i] for i in last) / len(last)
-            for g in range(len(e.groups)):
-                for h in range(g + 1, len(e.groups)):
-                    for i in e.groups[g]:
-                        for j in e.groups[h]:
-                            correct += float(values[i] > values[j])
-                            pairs += 1.0
+        # the metrics on the device, without a host sync: one flat vector of every reward and
+        # index lists (built on the host from the rankings alone) into it
+        u = torch.cat(rewards).float()
+        chosen, rejected, first, last, rest = [], [], [], [], []
+        first_row, rest_row, first_w, last_w = [], [], [], []
+        offset = 0
+        for row, e in enumerate(examples):
+            groups = [[offset + i for i in g] for g in e.groups]
+            for g in range(len(groups)):
+                for h in range(g + 1, len(groups)):
+                    for i in groups[g]:
+                        chosen.extend([i] * len(groups[h]))
+                        rejected.extend(groups[h])
+            first += groups[0]
+            first_row += [row] * len(groups[0])
+            first_w += [1.0 / len(groups[0])] * len(groups[0])
+            last += groups[-1]
+            last_w += [1.0 / len(groups[-1])] * len(groups[-1])
+            others = [i for g in groups[1:] for i in g]
+            rest += others
+            rest_row += [row] * len(others)
+            offset += e.k
         device = logps.device
+
+        def index(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long).to(device)
+
+        n = len(examples)
+        lowest = torch.finfo(u.dtype).min
+        best_of = torch.full((n,), lowest, device=device)
+        best_of = best_of.scatter_reduce(0, index(first_row), u[index(first)], "amax")
+        rest_of = torch.full((n,), lowest, device=device)
+        rest_of = rest_of.scatter_reduce(0, index(rest_row), u[index(rest)], "amax")
+        top1 = (best_of > rest_of).float().sum()  # a strict best
+        first_weights = torch.tensor(first_w).to(device)
+        last_weights = torch.tensor(last_w).to(device)
+        correct = (u[index(chosen)] > u[index(rejected)]).float().sum()
+        pairs = float(len(chosen))
         stats = {
             "rankings": torch.tensor(float(len(examples)), device=device),
             "weight": weights.sum(),
             "loss": loss_sum.detach(),
-            "correct": torch.tensor(correct, device=device),
+            "correct": correct,
             "ranked_pairs": torch.tensor(pairs, device=device),
-            "top1": torch.tensor(top1, device=device),
-            "best_reward": torch.tensor(best, device=device),
-            "worst_reward": torch.tensor(worst, device=device),
+            "top1": top1,
+            "best_reward": (u[index(first)] * first_weights).sum(),
+            "worst_reward": (u[index(last)] * last_weights).sum(),
             "responses": torch.tensor(float(sum(sizes)), device=device),
             "logps": logps.detach().sum(),
             "tokens": batch["attention_mask"].sum().float(),
