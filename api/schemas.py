@@ -67,6 +67,12 @@ class SnapshotFilters(Schema):
         False, description="Leave out the annotators the newest quality report flags."
     )
     adjudicated_only: bool = Field(False, description="Only comparisons a reviewer decided.")
+    exclude_judges: list[int | str] = Field(
+        default_factory=list, description="AI judges (ids or names) whose votes are left out."
+    )
+    humans_win: bool = Field(
+        False, description="Drop judges' votes on comparisons that have a human or imported vote."
+    )
 
 
 class SnapshotCreate(Schema):

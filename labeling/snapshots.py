@@ -10,7 +10,8 @@ Columns: `prompt`, `chosen`, `rejected` in the layout Hugging Face datasets and 
 all strings, or, when any prompt of the export is a chat, all conversational (prompt a list of
 messages, chosen/rejected one-message assistant lists), so every row has the same schema.
 Metadata: comparison_id, round, vote_count, agreement, chosen_model, rejected_model, vote_id and
-strength (every-vote policy), adjudicated; the reliability-weighted policy adds p_chosen and
+strength (every-vote policy), adjudicated, source (human, judge, imported or mixed: who
+decided the row); the reliability-weighted policy adds p_chosen and
 weight. The raw-votes policy (for analysis, never trained on) has its own columns, RAW_COLUMNS.
 
 Which votes (docs/quality.md, "Snapshots"): never gold comparisons, evaluation rounds or
@@ -40,7 +41,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -51,6 +52,7 @@ from labeling.models import (
     AnnotatorExclusion,
     Choice,
     JobStatus,
+    Judge,
     Project,
     PromptSplit,
     RoundPurpose,
@@ -75,6 +77,9 @@ COLUMNS = [
     "vote_id",
     "strength",
     "adjudicated",
+    # Who decided the row: human, judge, imported, or mixed (majority and weighted rows whose
+    # votes came from more than one source); an adjudicated row is human.
+    "source",
 ]
 WEIGHTED_COLUMNS = [*COLUMNS, "p_chosen", "weight"]
 RAW_COLUMNS = [
@@ -100,7 +105,15 @@ TRAINABLE_POLICIES = (
     SnapshotPolicy.MAJORITY,
     SnapshotPolicy.RELIABILITY_WEIGHTED,
 )
-FILTER_KEYS = ("rounds", "sources", "exclude_flagged", "adjudicated_only")
+FILTER_KEYS = (
+    "rounds",
+    "sources",
+    "exclude_flagged",
+    "adjudicated_only",
+    # AI judges (docs/judges.md): leave some judges out; drop judge votes where humans voted.
+    "exclude_judges",
+    "humans_win",
+)
 _STREAM_CHUNK = 5000
 _PARQUET_BATCH = 2_000
 _WRITE_LINES = 1000  # lines joined into one write() and one hash update
@@ -128,9 +141,10 @@ _VOTE_FIELDS = (
     "comparison__completion_b__text",
     "comparison__completion_b__model_name",
     "comparison__adjudication__choice",
+    "source",
 )
 # What the raw-votes policy reads beyond _VOTE_FIELDS.
-_RAW_FIELDS = ("annotator_id", "judge_id", "source", "left_side", "time_taken_ms")
+_RAW_FIELDS = ("annotator_id", "judge_id", "left_side", "time_taken_ms")
 
 
 def snapshot_prefix(snapshot: Snapshot) -> str:
@@ -179,6 +193,25 @@ def _resolve_filters(project: Project, policy: str, filters: dict[str, Any]) -> 
         if not isinstance(sources, list) or not set(sources) <= set(VoteSource.values):
             raise ValueError(f"sources must be a list of {', '.join(VoteSource.values)}.")
         resolved["sources"] = sorted(set(sources))
+    exclude_judges = filters.get("exclude_judges")
+    if exclude_judges is not None and exclude_judges != []:
+        # Judge ids or names (the snapshot form takes names); stored as ids.
+        if not isinstance(exclude_judges, list) or not all(
+            isinstance(j, (int, str)) and not isinstance(j, bool) for j in exclude_judges
+        ):
+            raise ValueError("exclude_judges must be a list of judge ids or names, e.g. [3].")
+        judges = dict(Judge.objects.filter(project=project).values_list("name", "id"))
+        ids = set(judges.values())
+        wanted = {judges.get(j, j) if isinstance(j, str) else j for j in exclude_judges}
+        unknown_judges = sorted(str(j) for j in wanted if j not in ids)
+        if unknown_judges:
+            raise ValueError(f"Project {project.name!r} has no judge {', '.join(unknown_judges)}.")
+        resolved["exclude_judges"] = sorted(int(j) for j in wanted)
+    humans_win = filters.get("humans_win", False)
+    if not isinstance(humans_win, bool):
+        raise ValueError("humans_win must be true or false.")
+    if humans_win:
+        resolved["humans_win"] = True
     for flag in ("exclude_flagged", "adjudicated_only"):
         value = filters.get(flag, False)
         if not isinstance(value, bool):
@@ -233,6 +266,9 @@ class Scope:
     sources: tuple[str, ...] = ()
     excluded: tuple[int, ...] = ()
     adjudicated_only: bool = False
+    excluded_judges: tuple[int, ...] = ()
+    # A comparison with any human or imported vote in the scope keeps only those.
+    humans_win: bool = False
 
     def queryset(self) -> QuerySet[Vote]:
         votes = (
@@ -244,6 +280,8 @@ class Scope:
             votes = votes.filter(comparison__round__number__in=self.rounds)
         if self.sources:
             votes = votes.filter(source__in=self.sources)
+        if self.excluded_judges:
+            votes = votes.exclude(judge_id__in=self.excluded_judges)
         if self.adjudicated_only:
             votes = votes.filter(comparison__adjudication__isnull=False)
         if self.excluded:
@@ -252,6 +290,11 @@ class Scope:
             votes = votes.exclude(
                 Q(annotator_id__in=self.excluded) & Q(comparison__adjudication__isnull=True)
             )
+        if self.humans_win:
+            others = votes.filter(comparison_id=OuterRef("comparison_id")).exclude(
+                source=VoteSource.JUDGE
+            )
+            votes = votes.exclude(Q(source=VoteSource.JUDGE) & Exists(others))
         return votes
 
 
@@ -266,6 +309,8 @@ def snapshot_scope(snapshot: Snapshot) -> Scope:
         sources=tuple(filters.get("sources") or ()),
         excluded=tuple(sorted(excluded)),
         adjudicated_only=bool(filters.get("adjudicated_only")),
+        excluded_judges=tuple(filters.get("exclude_judges") or ()),
+        humans_win=bool(filters.get("humans_win")),
     )
 
 
@@ -333,7 +378,14 @@ def _triple(vote: dict[str, Any], chat: bool, a_wins: bool | None = None) -> dic
         "chosen_model": vote[f"comparison__completion_{winner}__model_name"],
         "rejected_model": vote[f"comparison__completion_{loser}__model_name"],
         "adjudicated": False,
+        "source": vote["source"],
     }
+
+
+def _source_of(votes: list[dict[str, Any]]) -> str:
+    """The one source of these votes, or "mixed"."""
+    sources = {vote["source"] for vote in votes}
+    return sources.pop() if len(sources) == 1 else "mixed"
 
 
 def _adjudicated_row(group: list[dict[str, Any]], chat: bool) -> dict[str, Any] | None:
@@ -342,7 +394,7 @@ def _adjudicated_row(group: list[dict[str, Any]], chat: bool) -> dict[str, Any] 
     if decision not in DECISIVE_CHOICES:
         return None
     row = _triple(group[0], chat, a_wins=decision == Choice.A)
-    row.update(agreement=1.0, vote_id=None, strength=None, adjudicated=True)
+    row.update(agreement=1.0, vote_id=None, strength=None, adjudicated=True, source="human")
     return row
 
 
@@ -426,7 +478,9 @@ def _every_vote_group_lines(group: list[dict[str, Any]], chat: bool) -> Iterator
                 b"%d" % vote["id"],
                 b',"strength":',
                 _json_bytes(vote["strength"] or None),
-                b',"adjudicated":false}\n',
+                b',"adjudicated":false,"source":',
+                _json_bytes(vote["source"]),
+                b"}\n",
             )
         )
 
@@ -465,7 +519,9 @@ def _majority_group(
         return
     representative = next(vote for vote in decisive if vote["chosen_id"] == winner_id)
     row = _triple(representative, chat)
-    row.update(agreement=round(agreement, 6), vote_id=None, strength=None)
+    row.update(
+        agreement=round(agreement, 6), vote_id=None, strength=None, source=_source_of(decisive)
+    )
     yield row
 
 
@@ -553,6 +609,7 @@ def _weighted_rows(scope: Scope, chat: bool) -> Iterator[dict[str, Any]]:
             strength=None,
             p_chosen=p_a if a_wins else round(1.0 - p_a, 6),
             weight=weight,
+            source=_source_of(decisive),
         )
         yield row
 
@@ -677,6 +734,7 @@ def _parquet_schema(chat: bool, policy: str = SnapshotPolicy.EVERY_VOTE) -> Any:
             ("vote_id", pa.int64()),
             ("strength", text),
             ("adjudicated", pa.bool_()),
+            ("source", text),
         ]
         if policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
             fields += [("p_chosen", pa.float64()), ("weight", pa.float64())]
@@ -738,6 +796,8 @@ def manifest_filters(snapshot: Snapshot) -> dict[str, Any]:
         else 0,
         "quality_report": filters.get("quality_report"),
         "adjudicated_only": bool(filters.get("adjudicated_only")),
+        "judges_excluded": filters.get("exclude_judges") or [],
+        "humans_win": bool(filters.get("humans_win")),
         "annotators_excluded_by_reviewers": len(filters.get("excluded_annotators", [])),
         "evaluation_rounds": "never included",
         "held_out_prompts": "never included",

@@ -56,6 +56,28 @@ class SnapshotForm(forms.Form):
         label="Adjudicated comparisons only",
         help_text="Only comparisons a reviewer decided.",
     )
+    # AI judges (docs/judges.md): whose votes count.
+    votes_from = forms.ChoiceField(
+        choices=[
+            ("all", "Everyone: humans, imports and AI judges"),
+            ("humans", "Humans and imports only"),
+            ("judges", "AI judges only"),
+            ("humans_win", "Both, humans winning where both voted"),
+        ],
+        initial="all",
+        required=False,
+        label="Votes from",
+        help_text="Humans winning: a comparison with a human vote keeps only the human votes.",
+    )
+    exclude_judges = forms.CharField(
+        required=False,
+        label="Leave out judges",
+        help_text="Judge names, comma-separated (the project's Judges page lists them).",
+    )
+
+    def clean_exclude_judges(self) -> list[str]:
+        text = self.cleaned_data.get("exclude_judges", "") or ""
+        return sorted({name.strip() for name in text.split(",") if name.strip()})
 
     def clean_rounds(self) -> list[int]:
         text = self.cleaned_data.get("rounds", "") or ""
@@ -73,7 +95,16 @@ class SnapshotForm(forms.Form):
             "rounds": self.cleaned_data["rounds"],
             "exclude_flagged": self.cleaned_data["exclude_flagged"],
             "adjudicated_only": self.cleaned_data["adjudicated_only"],
+            **_VOTES_FROM.get(self.cleaned_data.get("votes_from") or "all", {}),
+            "exclude_judges": self.cleaned_data["exclude_judges"],
         }
+
+
+_VOTES_FROM: dict[str, dict[str, Any]] = {
+    "humans": {"sources": ["human", "imported"]},
+    "judges": {"sources": ["judge"]},
+    "humans_win": {"humans_win": True},
+}
 
 
 REFERENCE_CHOICES = (

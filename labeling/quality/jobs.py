@@ -253,6 +253,11 @@ def _compute(claimed: QualityReport) -> None:
     thresholds = thresholds_for(report.project)
     _log(report.pk, f"computing figures over {len(table.frame):,} votes")
     data = report_data(table, thresholds)
+    # The AI judges' agreement with these humans, per judge and round (docs/judges.md); read
+    # from labeling rows (and the judging app's registered figures), cached with the rest.
+    from labeling.quality.judges import judge_agreement
+
+    data["judges"] = judge_agreement(report.project, report.round_id)
     QualityReport.objects.filter(
         id=report.pk, status=JobStatus.RUNNING, worker=claimed.worker
     ).update(data=data, vote_count=len(table.frame), log_tail="done")
