@@ -1,4 +1,8 @@
-"""The judges page in Chromium: no serious axe violations with a judge, a job and the forms."""
+"""The judges page in Chromium: no serious axe violations with a judge, a job and the forms.
+
+It lives beside the other browser tests so that it shares their one session Chromium: a second
+Playwright in the same process would start inside the first one's event loop and fail.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import pytest
 
 from judging.services import add_judge, request_judging
 from labeling.models import Role
-from tests.browser.conftest import browser  # noqa: F401 - the session's Chromium
 from tests.browser.test_accessibility import axe_page, serious_violations  # noqa: F401
 from tests.conftest import make_user
 
