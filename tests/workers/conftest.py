@@ -6,6 +6,7 @@ otherwise, so these tests run on a machine with nothing installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,12 +69,26 @@ class Worker:
             # Embedded beat: the watchdog runs every PREFLAB_WATCHDOG_SECONDS, as in production.
             command += ["--beat", "--schedule", str(self.log_path.with_suffix(".beat"))]
         log = self.log_path.open("ab")
+        # A session of its own, so that stop() can end whatever the worker started: the
+        # embedded beat is a child process that outlives a SIGKILLed worker and would go on
+        # sending watchdog tasks to the broker of the next run on this machine.
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
 
+    def _kill_group(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     def kill(self) -> None:
+        """SIGKILL the worker process alone; its engine learns of it through PDEATHSIG."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
@@ -81,10 +96,11 @@ class Worker:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self._kill_group()
+        if self.process is not None and self.process.poll() is None:
+            self.process.wait(timeout=30)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
