@@ -105,7 +105,7 @@ class SamplingJobAdmin(ReadOnlyJobAdmin):
     list_filter = ("status", "pairing", "selection", "project")
     search_fields = ("id", "project__name", "checkpoint__name", "error")
     list_select_related = ("project", "checkpoint", "round")
-    raw_id_fields = ("checkpoint", "previous_checkpoint", "round", "created_by")
+    raw_id_fields = ("checkpoint", "previous_checkpoint", "round", "created_by", "judge")
 
     @admin.display(description="job page")
     def page(self, job: SamplingJob) -> str:

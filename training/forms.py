@@ -5,8 +5,15 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxValueValidator
 
-from labeling.models import JobStatus, Project, Snapshot, SnapshotPolicy
+from labeling.models import JobStatus, Judge, Project, Snapshot, SnapshotPolicy
 from training.models import Checkpoint, PairingMode, PromptSelection
+from training.pairing import (
+    BEST_WORST_DEFAULT_K,
+    BEST_WORST_K_RANGE,
+    JUDGE_HELP,
+    SAMPLES_PER_PROMPT_HELP,
+    best_worst_selector,
+)
 from training.params import (
     RUN_PARAMS_BY_NAME,
     SAMPLING_PARAMS_BY_NAME,
@@ -188,6 +195,17 @@ class SamplingForm(forms.Form):
     prompt_limit = forms.IntegerField(min_value=1, required=False, label="How many prompts")
     pairing = forms.ChoiceField(choices=PairingMode.choices, initial=PairingMode.TWO_SAMPLES)
     previous_checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False)
+    samples_per_prompt = forms.IntegerField(
+        min_value=BEST_WORST_K_RANGE[0],
+        max_value=BEST_WORST_K_RANGE[1],
+        initial=BEST_WORST_DEFAULT_K,
+        required=False,
+        label="Samples per prompt (K)",
+        help_text=SAMPLES_PER_PROMPT_HELP,
+    )
+    judge = forms.ModelChoiceField(
+        queryset=Judge.objects.none(), required=False, help_text=JUDGE_HELP
+    )
     temperature = SAMPLING_PARAMS_BY_NAME["temperature"].form_field()
     top_p = SAMPLING_PARAMS_BY_NAME["top_p"].form_field()
     max_new_tokens = SAMPLING_PARAMS_BY_NAME["max_new_tokens"].form_field()
@@ -203,6 +221,8 @@ class SamplingForm(forms.Form):
         super().__init__(*args, **kwargs)
         queryset = Checkpoint.objects.filter(project=project)
         self.fields["previous_checkpoint"].queryset = queryset  # type: ignore[attr-defined]
+        judges = Judge.objects.filter(project=project, enabled=True).order_by("name")
+        self.fields["judge"].queryset = judges  # type: ignore[attr-defined]
         promoted = queryset.filter(promoted=True).order_by("-promoted_at", "-id").first()
         if promoted is not None and "previous_checkpoint" not in self.initial:
             self.initial["previous_checkpoint"] = promoted.pk
@@ -221,6 +241,19 @@ class SamplingForm(forms.Form):
             "previous_checkpoint"
         ):
             self.add_error("previous_checkpoint", "Pick the checkpoint to compare against.")
+        if cleaned.get("pairing") == PairingMode.BEST_WORST:
+            if (
+                cleaned.get("samples_per_prompt") is None
+                and "samples_per_prompt" not in self.errors
+            ):
+                self.add_error("samples_per_prompt", "Say how many samples to draw per prompt.")
+            if best_worst_selector() is None:
+                self.add_error(
+                    "judge",
+                    "Best-versus-worst pairing needs the judging app, which is not installed.",
+                )
+            elif not cleaned.get("judge") and "judge" not in self.errors:
+                self.add_error("judge", "Pick the judge that chooses the best and the worst.")
         return cleaned
 
     def generation(self) -> dict[str, Any]:

@@ -134,6 +134,7 @@ class RunMetric(models.Model):
 class PairingMode(models.TextChoices):
     TWO_SAMPLES = "two_samples", "Two samples of the new checkpoint"
     VERSUS_PREVIOUS = "versus_previous", "New checkpoint against the previous one"
+    BEST_WORST = "best_worst", "K samples, best against worst by a judge"
 
 
 class PromptSelection(models.TextChoices):
@@ -177,6 +178,26 @@ class SamplingJob(Job):
         default=True,
         help_text="Keep pairs with one empty response: an empty answer is informative.",
     )
+    samples_per_prompt = models.PositiveSmallIntegerField(
+        default=2,
+        help_text="Samples drawn per prompt (K); best_worst pairing draws 3-8.",
+    )
+    judge = models.ForeignKey(
+        "labeling.Judge",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The judge that picks the best and the worst of K (best_worst pairing).",
+    )
+    dropped_judge_tie = models.PositiveIntegerField(
+        default=0, help_text="Prompts whose best and worst of K tied on the judge's wins."
+    )
+    dropped_judge_error = models.PositiveIntegerField(
+        default=0, help_text="Prompts the judge failed on (an error or the time limit)."
+    )
+    judge_calls = models.PositiveIntegerField(default=0)
+    judge_tokens = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -32,6 +32,7 @@ from labeling.models import (
     Comparison,
     Completion,
     JobStatus,
+    Judge,
     Project,
     Prompt,
     PromptSplit,
@@ -55,6 +56,12 @@ from training.models import (
     RunStatus,
     SamplingJob,
     TrainingRun,
+)
+from training.pairing import (
+    BEST_WORST_DEFAULT_K,
+    BEST_WORST_K_RANGE,
+    Candidates,
+    best_worst_selector,
 )
 from training.params import (
     RUN_PARAMS_BY_NAME,
@@ -562,9 +569,17 @@ def start_sampling(
     previous_checkpoint: Checkpoint | None = None,
     created_by: User | None = None,
     keep_empty: bool = True,
+    samples_per_prompt: int | None = None,
+    judge: Judge | None = None,
 ) -> SamplingJob:
     if pairing == PairingMode.VERSUS_PREVIOUS and previous_checkpoint is None:
         raise RunRefused("Pairing against the previous checkpoint needs a previous checkpoint.")
+    samples = 2
+    if pairing == PairingMode.BEST_WORST:
+        samples = BEST_WORST_DEFAULT_K if samples_per_prompt is None else samples_per_prompt
+        check_best_worst(project, samples, judge)
+    else:
+        judge = None
     if selection != PromptSelection.ALL and not prompt_limit:
         raise RunRefused("Say how many prompts to sample.", key="prompt_limit")
     # Held-out (eval) prompts are never sampled into a training round.
@@ -587,9 +602,35 @@ def start_sampling(
             generation=generation,
             created_by=created_by,
             keep_empty=keep_empty,
+            samples_per_prompt=samples,
+            judge=judge,
         )
         enqueue(SAMPLE_TASK, job.pk)
     return job
+
+
+def check_best_worst(project: Project, samples: int | None, judge: Judge | None) -> None:
+    """Why best_worst pairing cannot run as asked (RunRefused naming the field), or nothing."""
+    low, high = BEST_WORST_K_RANGE
+    if isinstance(samples, bool) or not isinstance(samples, int) or not low <= samples <= high:
+        raise RunRefused(
+            f"samples_per_prompt must be a whole number from {low} to {high}, not {samples!r}.",
+            key="samples_per_prompt",
+        )
+    if best_worst_selector() is None:
+        raise RunRefused(
+            "Best-versus-worst pairing needs the judging app (none is installed to pick the "
+            "best and the worst).",
+            key="judge",
+        )
+    if judge is None:
+        raise RunRefused(
+            "Best-versus-worst pairing needs a judge: pick one in the judge field.", key="judge"
+        )
+    if judge.project_id != project.pk:
+        raise RunRefused("That judge belongs to another project.", key="judge")
+    if not judge.enabled:
+        raise RunRefused(f"Judge {judge.name!r} is disabled.", key="judge")
 
 
 def select_prompts(job: SamplingJob) -> list[Prompt]:
@@ -638,9 +679,9 @@ def execute_sampling(job_id: int) -> SamplingJob | None:
 def _sample_round(claimed: SamplingJob) -> None:
     """Generate with a claimed job's checkpoint(s) and open the new round in one transaction.
     An exception leaves nothing written; the job wrapper marks the job failed."""
-    job = SamplingJob.objects.select_related("project", "checkpoint", "previous_checkpoint").get(
-        id=claimed.pk
-    )
+    job = SamplingJob.objects.select_related(
+        "project", "checkpoint", "previous_checkpoint", "judge"
+    ).get(id=claimed.pk)
     work_dir = get_store().work_dir(f"sampling/{job.pk}")
     work_dir.mkdir(parents=True, exist_ok=True)
 
@@ -653,24 +694,121 @@ def _sample_round(claimed: SamplingJob) -> None:
         for prompt in prompts:
             content: Any = prompt.messages if prompt.is_chat else prompt.text
             handle.write(json.dumps({"id": prompt.id, "prompt": content}) + "\n")
+    extra: dict[int, list[dict[str, Any]]] = {}
+    best_worst: dict[str, int] = {}
     if job.pairing == PairingMode.TWO_SAMPLES:
         rows = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 2, job, tick)
         sides = [(job.checkpoint, rows[0::2]), (job.checkpoint, rows[1::2])]
+    elif job.pairing == PairingMode.BEST_WORST:
+        rows = _sample(
+            job.checkpoint, prompts_path, work_dir / "new.jsonl", job.samples_per_prompt, job, tick
+        )
+        best_rows, worst_rows, extra, best_worst = _pick_best_worst(job, prompts, rows)
+        sides = [(job.checkpoint, best_rows), (job.checkpoint, worst_rows)]
     else:
         assert job.previous_checkpoint is not None
         new = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 1, job, tick)
         old = _sample(job.previous_checkpoint, prompts_path, work_dir / "old.jsonl", 1, job, tick)
         sides = [(job.checkpoint, new), (job.previous_checkpoint, old)]
-    created, dropped, round_ = _open_round(job, prompts, sides)
+    created, dropped, round_ = _open_round(job, prompts, sides, extra)
+    counts = {
+        "dropped_identical": dropped["identical"],
+        "dropped_empty": dropped["empty"],
+        "dropped_missing": dropped["missing"],
+    }
+    for key, value in best_worst.items():  # prompts dropped before pairing, judge spending
+        counts[key] = counts.get(key, 0) + value
     SamplingJob.objects.filter(id=job.pk, status=RunStatus.RUNNING, worker=claimed.worker).update(
         status=RunStatus.SUCCEEDED,
         round=round_,
         comparisons_created=created,
-        dropped_identical=dropped["identical"],
-        dropped_empty=dropped["empty"],
-        dropped_missing=dropped["missing"],
         finished_at=timezone.now(),
+        **counts,
     )
+
+
+def _pick_best_worst(
+    job: SamplingJob, prompts: list[Prompt], rows: list[dict[str, Any]]
+) -> tuple[
+    list[dict[str, Any]], list[dict[str, Any]], dict[int, list[dict[str, Any]]], dict[str, int]
+]:
+    """The judge's best and worst of each prompt's K samples, as two sides for _open_round
+    (the best on side A or B at random, seeded per prompt), the other samples to store as
+    completions too, and the counts of prompts dropped before pairing and of judge calls.
+
+    Dropped before the judge: fewer than two samples (missing), all samples identical, fewer
+    than two distinct non-empty samples when keep_empty is off (empty). Dropped after it:
+    best and worst tied on wins (judge_tie), the judge failed (judge_error)."""
+    selector = best_worst_selector()
+    if selector is None or job.judge is None:
+        raise SamplingFailed("Best-versus-worst pairing needs the judging app and a judge.")
+    if not job.judge.enabled:
+        raise SamplingFailed(f"Judge {job.judge.name!r} was disabled after this job was queued.")
+    by_prompt: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["completion"] = clean_model_output(row["completion"])
+        by_prompt.setdefault(row["id"], []).append(row)
+    counts = {
+        "dropped_missing": 0, "dropped_identical": 0, "dropped_empty": 0, "dropped_judge_tie": 0,
+        "dropped_judge_error": 0, "judge_calls": 0, "judge_tokens": 0,
+    }  # fmt: skip
+    judged: list[tuple[Prompt, list[dict[str, Any]]]] = []
+    extra: dict[int, list[dict[str, Any]]] = {}
+    for prompt in prompts:
+        candidates = by_prompt.get(prompt.id, [])
+        if len(candidates) < 2:
+            counts["dropped_missing"] += 1
+            continue
+        if len({row["completion"].strip() for row in candidates}) < 2:
+            counts["dropped_identical"] += 1
+            continue
+        if not job.keep_empty:
+            candidates = [row for row in candidates if row["completion"].strip()]
+            if len({row["completion"].strip() for row in candidates}) < 2:
+                counts["dropped_empty"] += 1
+                continue
+        judged.append((prompt, candidates))
+    selections = selector(
+        job.judge,
+        [Candidates(prompt, [row["completion"] for row in rows]) for prompt, rows in judged],
+    )
+    best_rows, worst_rows = [], []
+    for (prompt, candidates), selection in zip(judged, selections, strict=True):
+        counts["judge_calls"] += selection.calls
+        counts["judge_tokens"] += selection.tokens
+        if selection.error:
+            counts["dropped_judge_error"] += 1
+            continue
+        if selection.best is None or selection.worst is None:
+            counts["dropped_judge_tie"] += 1
+            continue
+        best, worst = candidates[selection.best], candidates[selection.worst]
+        for index, row in enumerate(candidates):
+            role = "best" if row is best else "worst" if row is worst else "candidate"
+            row["best_of"] = {
+                "k": len(by_prompt[prompt.id]),
+                "index": index,  # in wins: the judged samples' order
+                "role": role,
+                "wins": selection.wins,
+                "judge": job.judge.pk,
+                "judge_version": job.judge.version,
+                **selection.evidence,
+            }
+        # Every sample of the prompt is stored, the empty ones left out of the judging too.
+        unjudged = [row for row in by_prompt[prompt.id] if "best_of" not in row]
+        for row in unjudged:
+            row["best_of"] = {"k": len(by_prompt[prompt.id]), "role": "empty, not judged"}
+        extra[prompt.id] = [
+            row for row in by_prompt[prompt.id] if row is not best and row is not worst
+        ]
+        seed = int(job.generation.get("seed", 0))
+        if random.Random(f"{seed}:{prompt.id}").random() < 0.5:
+            best_rows.append(best)
+            worst_rows.append(worst)
+        else:
+            best_rows.append(worst)
+            worst_rows.append(best)
+    return best_rows, worst_rows, extra, counts
 
 
 _CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
@@ -685,10 +823,13 @@ def _open_round(
     job: SamplingJob,
     prompts: list[Prompt],
     sides: list[tuple[Checkpoint, list[dict[str, Any]]]],
+    extra: dict[int, list[dict[str, Any]]] | None = None,
 ) -> tuple[int, dict[str, int], Round | None]:
     """Pairs the two sides' rows by prompt. Dropped, and counted by why: two identical
     responses (nothing to prefer), a pair with an empty side when the job's keep_empty is off
-    (both empty counts as identical), and a prompt the engine returned only one side for."""
+    (both empty counts as identical), and a prompt the engine returned only one side for.
+    `extra` holds more samples per prompt (best_worst pairing's other candidates): stored as
+    completions of the prompt, in no comparison."""
     by_id = {prompt.id: prompt for prompt in prompts}
     (model_a, rows_a), (model_b, rows_b) = sides
     rows_b_by_prompt = {row["id"]: row for row in rows_b}
@@ -722,24 +863,11 @@ def _open_round(
         comparisons = []
         for prompt, row_a, row_b in pairs:
             completion_a, completion_b = (
-                Completion.objects.create(
-                    prompt=prompt,
-                    text=row["completion"],
-                    model_name=checkpoint.name,
-                    checkpoint=checkpoint,
-                    generation_params={
-                        key: row.get(key)
-                        for key in (
-                            "temperature",
-                            "top_p",
-                            "max_new_tokens",
-                            "seed",
-                            "finish_reason",
-                        )
-                    },
-                )
+                _store_completion(prompt, checkpoint, row)
                 for checkpoint, row in ((model_a, row_a), (model_b, row_b))
             )
+            for row in (extra or {}).get(prompt.id, []):
+                _store_completion(prompt, model_a, row)
             comparisons.append(
                 Comparison(
                     project=project,
@@ -752,3 +880,16 @@ def _open_round(
             )
         Comparison.objects.bulk_create(comparisons)
     return len(comparisons), dropped, round_
+
+
+def _store_completion(prompt: Prompt, checkpoint: Checkpoint, row: dict[str, Any]) -> Completion:
+    params = {key: row.get(key) for key in GENERATION_KEYS}
+    if "best_of" in row:
+        params["best_of"] = row["best_of"]
+    return Completion.objects.create(
+        prompt=prompt,
+        text=row["completion"],
+        model_name=checkpoint.name,
+        checkpoint=checkpoint,
+        generation_params=params,
+    )

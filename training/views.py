@@ -281,6 +281,8 @@ def sampling_create(request: HttpRequest, project_id: int, checkpoint_id: int) -
                 previous_checkpoint=form.cleaned_data["previous_checkpoint"],
                 created_by=current_user(request),
                 keep_empty=form.cleaned_data["keep_empty"],
+                samples_per_prompt=form.cleaned_data["samples_per_prompt"],
+                judge=form.cleaned_data["judge"],
             )
         except services.RunRefused as exc:
             form.add_error(None, str(exc))
@@ -303,7 +305,7 @@ def sampling_job_detail(request: HttpRequest, project_id: int, job_id: int) -> H
     membership = reviewer_or_403(request, project_id)
     job = get_object_or_404(
         SamplingJob.objects.select_related(
-            "checkpoint", "previous_checkpoint", "round", "created_by"
+            "checkpoint", "previous_checkpoint", "round", "created_by", "judge"
         ),
         project=membership.project,
         id=job_id,

@@ -1,4 +1,5 @@
-"""The sampling form shows "How many prompts" and "Previous checkpoint" only when they apply."""
+"""The sampling form shows "How many prompts", "Previous checkpoint", K and the judge only when
+they apply."""
 
 import pytest
 
@@ -20,7 +21,12 @@ def test_sampling_fields_appear_only_when_they_apply(live_server, page, make_pro
     assert limit.is_hidden() and previous.is_hidden()
     page.select_option("#id_selection", "random")
     assert limit.is_visible()
+    samples, judge = page.locator("#id_samples_per_prompt"), page.locator("#id_judge")
+    assert samples.is_hidden() and judge.is_hidden()
     page.select_option("#id_pairing", "versus_previous")
-    assert previous.is_visible()
+    assert previous.is_visible() and samples.is_hidden()
+    page.select_option("#id_pairing", "best_worst")
+    assert samples.is_visible() and judge.is_visible() and previous.is_hidden()
+    page.select_option("#id_pairing", "versus_previous")
     page.select_option("#id_selection", "all")
     assert limit.is_hidden()
