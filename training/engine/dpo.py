@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -23,10 +22,10 @@ from .data import (
     split_eval,
     tokenize_pairs,
 )
-from .logprobs import SequenceLogps, check_supported
+from .logprobs import SequenceLogps
 from .losses import LossSpec, PairLogps, combine
-from .modeling import load_causal_lm
 from .refcache import ReferenceCache, cache_key, model_fingerprint, tokenizer_fingerprint
+from .reference import score_with_separate_reference, score_with_starting_weights, split_examples
 from .session import Cancelled, Session
 
 logger = logging.getLogger(__name__)
@@ -105,21 +104,16 @@ class DPOObjective:
     def _assemble(self) -> None:
         """(Re)build the train and eval lists, with reference log-probs once known."""
 
-        def with_ref(source: _Source, i: int) -> PairExample:
+        def with_ref(k: int, i: int) -> PairExample:
+            source = self._sources[k]
             e = source.examples[i]
             if source.reference is None:
                 return e
             chosen, rejected = source.reference[i].tolist()
             return dataclasses.replace(e, ref_chosen=chosen, ref_rejected=rejected)
 
-        main = self._sources[0]
-        train_idx, eval_idx = self._split
-        self.train = [with_ref(main, i) for i in train_idx]
-        if len(self._sources) > 1:
-            other = self._sources[1]
-            self.eval = [with_ref(other, i) for i in range(len(other.examples))]
-        else:
-            self.eval = [with_ref(main, i) for i in eval_idx]
+        sources = [source.examples for source in self._sources]
+        self.train, self.eval = split_examples(sources, self._split, with_ref)
 
     # -- the reference pass ---------------------------------------------------------------------
 
@@ -171,32 +165,12 @@ class DPOObjective:
             )
             self._assemble()
             return
-        separate = config.reference_model is not None or (
-            session.resume_from is not None and not config.lora
-        )
-        if separate:
-            # every process loads the reference and scores its share of the rows
-            reference = load_causal_lm(
-                config.reference_model or config.model, config.trust_remote_code
-            )
-            check_supported(reference)
-            reference.to(session.device)
-            self._compute(reference, session)
-            del reference  # the reference is never in memory while the policy trains
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        score_with_separate_reference(config, session, self._compute)
 
     def after_policy(self, session: Session) -> None:
-        """Reference = the policy's starting weights (with LoRA: the adapter disabled)."""
         if not self.config.uses_reference or all(s.reference is not None for s in self._sources):
             return
-        policy = session.policy
-        if self.config.lora:
-            with policy.disable_adapter():
-                self._compute(policy, session)
-        else:
-            self._compute(policy, session)
+        score_with_starting_weights(self.config, session, self._compute)
 
     def _compute(self, model: Any, session: Session) -> None:
         """Score the rows not found in the cache; each process takes every ``world``-th row of

@@ -26,7 +26,6 @@ pass runs in every listwise run that uses a reference.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -49,8 +48,7 @@ from .data import (
     read_records,
     split_eval,
 )
-from .logprobs import SequenceLogps, check_supported
-from .modeling import load_causal_lm
+from .logprobs import SequenceLogps
 from .rankings import (
     MAX_RESPONSES,
     MIN_RESPONSES,
@@ -60,6 +58,7 @@ from .rankings import (
     implied_pairs,
     parse_ranking,
 )
+from .reference import score_with_separate_reference, score_with_starting_weights, split_examples
 from .session import Cancelled, Session
 
 logger = logging.getLogger(__name__)
@@ -329,20 +328,15 @@ class ListwiseObjective:
             logger.warning("%d rankings exceeded max_length and were truncated", self.truncated)
 
     def _assemble(self) -> None:
-        def with_ref(source: _Source, i: int) -> RankingExample:
+        def with_ref(k: int, i: int) -> RankingExample:
+            source = self._sources[k]
             e = source.examples[i]
             if source.reference is None:
                 return e
             return replace(e, reference=tuple(source.reference[i, : e.k].tolist()))
 
-        main = self._sources[0]
-        train_idx, eval_idx = self._split
-        self.train = [with_ref(main, i) for i in train_idx]
-        if len(self._sources) > 1:
-            other = self._sources[1]
-            self.eval = [with_ref(other, i) for i in range(len(other.examples))]
-        else:
-            self.eval = [with_ref(main, i) for i in eval_idx]
+        sources = [source.examples for source in self._sources]
+        self.train, self.eval = split_examples(sources, self._split, with_ref)
 
     # -- the reference pass (no cache: its entries are pair tables) -----------------------------
 
@@ -355,30 +349,12 @@ class ListwiseObjective:
                 "listwise mode: the reference cache holds pair tables only, so it is not used; "
                 "the reference log-probs of every ranking's responses are computed now"
             )
-        separate = config.reference_model is not None or (
-            session.resume_from is not None and not config.lora
-        )
-        if separate:
-            reference = load_causal_lm(
-                config.reference_model or config.model, config.trust_remote_code
-            )
-            check_supported(reference)
-            reference.to(session.device)
-            self._compute(reference, session)
-            del reference
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+        score_with_separate_reference(config, session, self._compute)
 
     def after_policy(self, session: Session) -> None:
         if not self.config.uses_reference or all(s.reference is not None for s in self._sources):
             return
-        policy = session.policy
-        if self.config.lora:
-            with policy.disable_adapter():
-                self._compute(policy, session)
-        else:
-            self._compute(policy, session)
+        score_with_starting_weights(self.config, session, self._compute)
 
     def _compute(self, model: Any, session: Session) -> None:
         config = self.config
