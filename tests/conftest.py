@@ -7,7 +7,10 @@ failure, so CI cannot pass by skipping the tests that matter.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +29,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     workers instead of ending the run on one of them (each worker sorts the same way)."""
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine's tiny Llama model with a byte tokenizer, built once per test process (one
+    per xdist worker) for every directory's tests. A child process builds it, so a test
+    process that never trains does not load torch."""
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    subprocess.run(
+        [sys.executable, "-m", "training.engine", "tiny-model", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+        capture_output=True,
+    )
+    return out
 
 
 def skip_or_fail(reason: str) -> None:

@@ -23,13 +23,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 RUN = {**TINY_RUN, "max_steps": 1, "batch_size": 2, "micro_batch_size": 2, "save_every": 0}
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.engine.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
-
-
 def train(snapshot: Any, base: Checkpoint) -> TrainingRun:
     """One run, executed here as the worker executes it (the engine is a child process)."""
     run = TrainingRun.objects.create(

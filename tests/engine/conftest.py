@@ -19,13 +19,6 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.engine.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
-
-
-@pytest.fixture(scope="session")
 def tokenizer(tiny_model: Path) -> Any:
     from training.engine.modeling import load_tokenizer
 

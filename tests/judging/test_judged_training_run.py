@@ -23,13 +23,6 @@ pytestmark = [pytest.mark.slow]
 GENERATION = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16, "seed": 3}
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    from training.engine.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("judged-run") / "tiny", seed=0)
-
-
 @pytest.mark.django_db
 def test_a_judged_round_trains_a_checkpoint(tiny_model):
     project = Project.objects.create(name="Judged loop", overlap=2)

@@ -46,13 +46,6 @@ def broken(prompt: str, response_a: str, response_b: str) -> str:
     raise RuntimeError("the check crashed")
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    from training.engine.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("best-of-k") / "tiny", seed=0)
-
-
 @pytest.fixture
 def judging_rules(settings):
     settings.PREFLAB_JUDGE_CALLABLE_MODULES = ["judging.checks", RULES]

@@ -157,16 +157,3 @@ def wait_for(
         time.sleep(0.5)
     log = worker.log() if worker else ""
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- worker log ---\n{log}")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The engine's tiny Llama model with a byte tokenizer, built locally once per session."""
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    subprocess.run(
-        [sys.executable, "-m", "training.engine", "tiny-model", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    return out
