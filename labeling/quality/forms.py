@@ -7,19 +7,9 @@ from typing import Any
 
 from django import forms
 
-from .thresholds import THRESHOLD_HELP, Thresholds
+from .thresholds import SHARE_THRESHOLDS, THRESHOLD_HELP, Thresholds
 
 _INTEGERS = {"min_votes", "min_gold_votes"}
-_SHARES = {
-    "position_max_p_value",
-    "position_min_deviation",
-    "max_fast_share",
-    "min_consensus_agreement",
-    "min_reliability",
-    "max_tie_rate",
-    "max_both_bad_rate",
-    "min_gold_accuracy",
-}
 
 
 def _field(field: dataclasses.Field[Any]) -> forms.Field:
@@ -30,9 +20,11 @@ def _field(field: dataclasses.Field[Any]) -> forms.Field:
         return forms.IntegerField(
             min_value=1, max_value=100_000, initial=default, label=label, help_text=help_text
         )
-    maximum = (
-        0.5 if field.name == "position_min_deviation" else 1.0 if field.name in _SHARES else None
-    )
+    maximum: float | None = None
+    if field.name == "position_min_deviation":
+        maximum = 0.5
+    elif field.name in SHARE_THRESHOLDS:
+        maximum = 1.0
     return forms.FloatField(
         min_value=0.0, max_value=maximum, initial=default, label=label, help_text=help_text
     )

@@ -8,6 +8,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+# The thresholds that are shares (0 to 1): checked here and bounded in the settings form.
+SHARE_THRESHOLDS = frozenset(
+    {
+        "position_max_p_value",
+        "position_min_deviation",
+        "max_fast_share",
+        "min_consensus_agreement",
+        "min_reliability",
+        "max_tie_rate",
+        "max_both_bad_rate",
+        "min_gold_accuracy",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -43,16 +57,7 @@ class Thresholds:
                 raise ValueError(f"{field.name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{field.name} must be a finite number at least 0, got {value}")
-        for name in (
-            "position_max_p_value",
-            "position_min_deviation",
-            "max_fast_share",
-            "min_consensus_agreement",
-            "min_reliability",
-            "max_tie_rate",
-            "max_both_bad_rate",
-            "min_gold_accuracy",
-        ):
+        for name in (field.name for field in fields(self) if field.name in SHARE_THRESHOLDS):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} is a share and must be at most 1")
         if self.position_min_deviation > 0.5:
