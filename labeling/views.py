@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -19,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from labeling import services
 from labeling.forms import AddMemberForm, FlagForm, ImportForm, QueueSettingsForm, VoteForm
 from labeling.importers import ImportFailed, import_file
-from labeling.models import Comparison, FlagKind, Membership, Side, Vote
+from labeling.models import Comparison, FlagKind, Membership, Project, Side, Vote
 from labeling.rendering import highlight_css
 from labeling.web import current_user, manager_or_403, membership_or_404, render_page, see_other
 
@@ -130,6 +132,19 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     )
 
 
+def _comparison_to_redisplay(form: forms.Form, project: Project, user: User) -> Comparison | None:
+    """The comparison an invalid annotate-page form was about, or the annotator's next one."""
+    comparison_id = form.cleaned_data.get("comparison")
+    comparison = (
+        Comparison.objects.filter(project=project, id=comparison_id)
+        .select_related("prompt", "round", "completion_a", "completion_b")
+        .first()
+        if comparison_id
+        else None
+    )
+    return comparison or services.lease_next_comparison(user, project)
+
+
 @login_required
 @require_POST
 def vote(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -137,16 +152,7 @@ def vote(request: HttpRequest, project_id: int) -> HttpResponse:
     project = membership.project
     form = VoteForm(request.POST)
     if not form.is_valid():
-        comparison_id = form.cleaned_data.get("comparison")
-        comparison = (
-            Comparison.objects.filter(project=project, id=comparison_id)
-            .select_related("prompt", "round", "completion_a", "completion_b")
-            .first()
-            if comparison_id
-            else None
-        )
-        if comparison is None:
-            comparison = services.lease_next_comparison(current_user(request), project)
+        comparison = _comparison_to_redisplay(form, project, current_user(request))
         context = _workbench_context(request, membership, comparison, form=form)
         return render_page(request, "labeling/annotate.html", context, status=400)
     data = form.cleaned_data
@@ -188,14 +194,7 @@ def set_aside(request: HttpRequest, project_id: int) -> HttpResponse:
     user = current_user(request)
     form = FlagForm(request.POST)
     if not form.is_valid():
-        comparison_id = form.cleaned_data.get("comparison")
-        comparison = (
-            Comparison.objects.filter(project=project, id=comparison_id)
-            .select_related("prompt", "round", "completion_a", "completion_b")
-            .first()
-            if comparison_id
-            else None
-        ) or services.lease_next_comparison(user, project)
+        comparison = _comparison_to_redisplay(form, project, user)
         context = _workbench_context(request, membership, comparison, flag_form=form)
         return render_page(request, "labeling/annotate.html", context, status=400)
     data = form.cleaned_data
