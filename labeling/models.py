@@ -446,6 +446,25 @@ class SnapshotPolicy(models.TextChoices):
         "One triple per comparison, weighted by annotator reliability",
     )
     RAW_VOTES = "raw_votes", "Every vote, ties and both-bad included (for analysis)"
+    # Ranking tasks' policies (docs/rankings.md): listwise rows, or pairs converted from them.
+    RANKINGS = "rankings", "Rankings: every ranking is one listwise row"
+    RANKING_CONSENSUS = "ranking_consensus", "Rankings: one Borda consensus per ranking task"
+    RANKING_PAIRS = "ranking_pairs", "Rankings converted to pairs (a pair conversion policy)"
+
+
+RANKING_POLICIES = (
+    SnapshotPolicy.RANKINGS,
+    SnapshotPolicy.RANKING_CONSENSUS,
+    SnapshotPolicy.RANKING_PAIRS,
+)
+
+
+class PairConversion(models.TextChoices):
+    """How a ranking becomes pairs (training.engine.rankings.PAIR_POLICIES)."""
+
+    ALL = "all", "Every implied pair"
+    BEST_WORST = "best_worst", "Best versus worst"
+    ADJACENT = "adjacent", "Adjacent positions"
 
 
 class SnapshotFrozen(Exception):
@@ -472,6 +491,12 @@ class Snapshot(Job):
         blank=True,
         help_text="Which votes count: rounds, sources, excluded judges or annotators, "
         "adjudicated only (docs/quality.md).",
+    )
+    pair_conversion = models.CharField(
+        max_length=16,
+        choices=PairConversion.choices,
+        blank=True,
+        help_text="The ranking_pairs policy: which pairs each ranking yields.",
     )
     row_count = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
@@ -656,3 +681,162 @@ class QualityReport(Job):
     def __str__(self) -> str:
         scope = f"round {self.round.number}" if self.round_id and self.round else "all rounds"
         return f"Quality of {self.project} ({scope}, {self.status})"
+
+
+RANKING_K_RANGE = (3, 8)
+
+
+class RankingTask(models.Model):
+    """The unit of ranking work: a prompt and K (3-8) of its completions, to order best first.
+
+    Leased, overlapped and counted like a Comparison; its items fix the canonical order
+    0..K-1 that stored rankings index into (docs/rankings.md).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ranking_tasks")
+    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="ranking_tasks")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="ranking_tasks")
+    size = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(RANKING_K_RANGE[0]), MaxValueValidator(RANKING_K_RANGE[1])],
+        help_text="K: how many responses are ranked.",
+    )
+    votes_target = models.PositiveSmallIntegerField(help_text="Rankings this task needs.")
+    vote_count = models.PositiveSmallIntegerField(default=0)
+    leased_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="leased_ranking_tasks",
+    )
+    leased_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(vote_count__lte=F("votes_target")), name="ranking_never_over_voted"
+            ),
+            models.CheckConstraint(
+                condition=Q(size__gte=RANKING_K_RANGE[0], size__lte=RANKING_K_RANGE[1]),
+                name="ranking_size_in_range",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                "project",
+                F("round").desc(),
+                F("vote_count").desc(),
+                "id",
+                condition=Q(vote_count__lt=F("votes_target")),
+                name="ranking_task_lease_idx",
+            ),
+            models.Index(
+                "project",
+                "vote_count",
+                "id",
+                condition=Q(vote_count__lt=F("votes_target")),
+                name="ranking_task_fewest_idx",
+            ),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Ranking task {self.pk} (K={self.size}, {self.vote_count}/{self.votes_target})"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.vote_count >= self.votes_target
+
+
+class RankingItem(models.Model):
+    """One of a ranking task's K completions at its canonical position (0-based)."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="items")
+    completion = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "position"], name="one_item_per_position"),
+            models.UniqueConstraint(fields=["task", "completion"], name="distinct_ranked_items"),
+        ]
+        ordering = ["task", "position"]
+
+    def __str__(self) -> str:
+        return f"Item {self.position} of ranking task {self.task_id}"
+
+
+class Ranking(models.Model):
+    """One annotator's (or an import's) order of a ranking task's K completions.
+
+    `ranking` is best first over canonical positions, a nested list being a tie group
+    (training.engine.rankings.parse_ranking: [2, [0, 3], 1]); `display_order` is the
+    positions top to bottom as this annotator was shown them, so position bias can be measured.
+    """
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="rankings")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rankings",
+        help_text="Empty for rankings imported from an existing data set.",
+    )
+    ranking = models.JSONField()
+    display_order = models.JSONField(default=list, blank=True)
+    source = models.CharField(
+        max_length=16, choices=VoteSource.choices, default=VoteSource.HUMAN, db_index=True
+    )
+    imported_from = models.CharField(max_length=500, blank=True)
+    time_taken_ms = models.PositiveIntegerField(null=True, blank=True)
+    client_key = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Idempotency key of the ranking page's submit (as Vote.client_key).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="one_ranking_per_annotator"),
+            models.UniqueConstraint(
+                fields=["annotator", "client_key"],
+                condition=~Q(client_key=""),
+                name="ranking_client_key_unique_per_annotator",
+            ),
+            models.CheckConstraint(
+                condition=Q(annotator__isnull=False) | ~Q(imported_from=""),
+                name="ranking_has_author_or_source",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "created_at"], name="ranking_by_annotator_idx")
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"Ranking {self.pk} of task {self.task_id}"
+
+
+class RankingSkip(models.Model):
+    """An annotator set a ranking task aside with a reason; it is never served to them again."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ranking_skips"
+    )
+    reason = models.CharField(max_length=16, choices=FlagReason.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "user"], name="one_skip_per_user_task")
+        ]
+
+    def __str__(self) -> str:
+        return f"Ranking task {self.task_id} skipped: {self.reason}"
