@@ -179,6 +179,7 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/htmx", BASE_DIR / "node_modules/htmx.org/dist"),
     ("vendor/uplot", BASE_DIR / "node_modules/uplot/dist"),
+    ("vendor/sortablejs", BASE_DIR / "node_modules/sortablejs"),
 ]
 
 # The artifact store (core/artifacts.py, docs/deploy.md): snapshots and checkpoints under keys.
