@@ -6,9 +6,10 @@ import hashlib
 import hmac
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -17,6 +18,7 @@ from django.db.models import (
     Count,
     F,
     Func,
+    Model,
     Q,
     QuerySet,
     Subquery,
@@ -61,8 +63,80 @@ def left_side_for(user_id: int, comparison_id: int) -> str:
     return Side.A if digest[0] % 2 == 0 else Side.B
 
 
-def _free_for(user: User, now: object) -> Q:
+def free_for(user: User, now: object) -> Q:
+    """Rows with lease columns (comparisons, ranking tasks) this user may lease now: unleased,
+    lease expired, or already theirs."""
     return Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(leased_to=user)
+
+
+# Clears the lease columns of a comparison or a ranking task.
+RELEASED: dict[str, Any] = {"leased_to": None, "leased_at": None, "lease_expires_at": None}
+
+Leasable = TypeVar("Leasable", bound=Model)
+
+
+def claim_next(
+    user: User,
+    project: Project,
+    open_rows: QuerySet[Leasable],
+    servable: Q,
+    ordering: Sequence[Any],
+    now: datetime,
+    related: Sequence[str] = (),
+) -> Leasable | None:
+    """Lease the first of `open_rows` (in `ordering`) that is free for `user`, or None.
+
+    Shared by comparisons and ranking tasks (labeling.ranking_services). The claim is one
+    UPDATE of the first qualifying row, picked by a subquery in that order, then one SELECT
+    reads it back (with `related`). Races: on PostgreSQL the subquery reads its row FOR UPDATE
+    SKIP LOCKED, so concurrent annotators never wait on each other's rows; on every database
+    the UPDATE repeats `servable` and the lease conditions on the row itself, so of two
+    annotators racing for one row exactly one wins and the other, updating nothing, tries
+    again.
+    """
+    model = open_rows.model
+    expires = lease_expiry(now)
+    while True:
+        with transaction.atomic():
+            candidate = open_rows.filter(free_for(user, now)).order_by(*ordering).values("id")[:1]
+            if connection.features.has_select_for_update_skip_locked:
+                candidate = candidate.select_for_update(skip_locked=True)
+            claimed = (
+                model._default_manager.filter(servable, id__in=candidate)
+                .filter(free_for(user, now))
+                .update(leased_to=user, leased_at=now, lease_expires_at=expires)
+            )
+        if claimed:
+            leased = (
+                model._default_manager.select_related(*related)
+                .filter(project=project, leased_to=user, lease_expires_at=expires)
+                .first()
+            )
+            if leased is not None:
+                return leased
+            # Taken over in between (only possible once the lease expired): lease again.
+            continue
+        if not open_rows.filter(free_for(user, now)).exists():
+            return None
+
+
+def lease_expiry(now: datetime) -> datetime:
+    """When a lease taken now runs out (PREFLAB_LEASE_SECONDS)."""
+    return now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
+
+
+def time_taken_ms(
+    leased_to_id: int | None, leased_at: datetime | None, user: User, now: datetime
+) -> int | None:
+    """Milliseconds from the annotator's lease to their answer; None when the lease was not
+    theirs (it expired and was taken, or they answered without one)."""
+    started = leased_at if leased_to_id == user.pk else None
+    return int((now - started).total_seconds() * 1000) if started else None
+
+
+def undo_cutoff() -> datetime:
+    """Answers created after this moment may still be undone (PREFLAB_UNDO_SECONDS)."""
+    return timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
 
 
 # Which open comparison comes next under each queue order, after the judges' doubts
@@ -129,12 +203,8 @@ def lease_next_comparison(
     then come first, served like any other comparison (blind: nothing on the page tells them
     apart). Gold items are never served outside such a draw.
 
-    The claim is one UPDATE of the first qualifying row, picked by a subquery in that order,
-    then one SELECT reads it back with what the page shows. Races: on PostgreSQL the subquery
-    reads its row FOR UPDATE SKIP LOCKED, so concurrent annotators never wait on each other's
-    rows; on every database the UPDATE repeats the conditions on the row itself, so of two
-    annotators racing for one row exactly one wins and the other, updating nothing, tries
-    again.
+    The claim (claim_next) is one conditional UPDATE of the first qualifying row, picked by a
+    subquery in that order, then one SELECT reads it back with what the page shows.
     """
     related = ("prompt", "round", "completion_a", "completion_b")
     now = timezone.now()
@@ -147,39 +217,14 @@ def lease_next_comparison(
         )
         if held is not None:
             return held
-    expires = now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS)
     gold = should_serve_gold(project)
     ordering = QUEUE_ORDERING.get(project.queue_order, QUEUE_ORDERING[QueueOrder.NEWEST_ROUND])
     if gold:
         ordering = (F("is_gold").desc(), *ordering)
     servable = _servable(project, gold=gold)
-    while True:
-        with transaction.atomic():
-            candidate = (
-                _open_for(user, project, gold=gold)
-                .filter(_free_for(user, now))
-                .order_by(*ordering)
-                .values("id")[:1]
-            )
-            if connection.features.has_select_for_update_skip_locked:
-                candidate = candidate.select_for_update(skip_locked=True)
-            claimed = (
-                Comparison.objects.filter(servable, id__in=candidate)
-                .filter(_free_for(user, now))
-                .update(leased_to=user, leased_at=now, lease_expires_at=expires)
-            )
-        if claimed:
-            leased = (
-                Comparison.objects.select_related(*related)
-                .filter(project=project, leased_to=user, lease_expires_at=expires)
-                .first()
-            )
-            if leased is not None:
-                return leased
-            # Taken over in between (only possible once the lease expired): lease again.
-            continue
-        if not _open_for(user, project, gold=gold).filter(_free_for(user, now)).exists():
-            return None
+    return claim_next(
+        user, project, _open_for(user, project, gold=gold), servable, ordering, now, related
+    )
 
 
 @dataclass(frozen=True)
@@ -222,7 +267,7 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
                 raise VoteRejected(
                     "Your reservation of this comparison expired and another annotator took it."
                 )
-            release = {"leased_to": None, "leased_at": None, "lease_expires_at": None}
+            release = RELEASED
             if comparison.is_gold:
                 # A gold item's votes measure annotators, never the data set: they do not
                 # count toward vote_count, so every annotator can answer it once and the
@@ -239,8 +284,7 @@ def cast_vote(user: User, project: Project, comparison_id: int, vote: VoteInput)
             if decisive:
                 a_id, b_id = comparison.completion_a_id, comparison.completion_b_id
                 chosen_id, rejected_id = (a_id, b_id) if vote.choice == Choice.A else (b_id, a_id)
-            started = comparison.leased_at if comparison.leased_to_id == user.pk else None
-            taken_ms = int((now - started).total_seconds() * 1000) if started else None
+            taken_ms = time_taken_ms(comparison.leased_to_id, comparison.leased_at, user, now)
             # A second vote by the same annotator fails on the unique constraint here, and the
             # whole transaction, counter included, rolls back.
             created = Vote.objects.create(
@@ -304,9 +348,10 @@ def stored_vote(user: User, project: Project, client_key: str) -> Vote | None:
 
 def get_undoable_vote(user: User, project: Project) -> Vote | None:
     """The annotator's latest vote in this project if it is still inside the undo window."""
-    cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
     return (
-        Vote.objects.filter(annotator=user, comparison__project=project, created_at__gt=cutoff)
+        Vote.objects.filter(
+            annotator=user, comparison__project=project, created_at__gt=undo_cutoff()
+        )
         .order_by("-created_at", "-id")
         .first()
     )
@@ -326,14 +371,14 @@ def undo_last_vote(user: User, project: Project) -> Comparison:
         vote.delete()
         # The undone comparison becomes the annotator's one lease in this project.
         Comparison.objects.filter(project=project, leased_to=user).exclude(id=comparison.id).update(
-            leased_to=None, leased_at=None, lease_expires_at=None
+            **RELEASED
         )
         if not comparison.is_gold:  # gold votes never counted (see cast_vote)
             Comparison.objects.filter(id=comparison.id).update(vote_count=F("vote_count") - 1)
-        Comparison.objects.filter(id=comparison.id).filter(_free_for(user, now)).update(
+        Comparison.objects.filter(id=comparison.id).filter(free_for(user, now)).update(
             leased_to=user,
             leased_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.PREFLAB_LEASE_SECONDS),
+            lease_expires_at=lease_expiry(now),
         )
     comparison.refresh_from_db()
     logger.info("user %s undid vote on comparison %s", user.pk, comparison.id)
@@ -341,9 +386,7 @@ def undo_last_vote(user: User, project: Project) -> Comparison:
 
 
 def release_lease(user: User, comparison: Comparison) -> None:
-    Comparison.objects.filter(id=comparison.id, leased_to=user).update(
-        leased_to=None, leased_at=None, lease_expires_at=None
-    )
+    Comparison.objects.filter(id=comparison.id, leased_to=user).update(**RELEASED)
 
 
 def get_membership(user: User, project_id: int) -> Membership | None:
@@ -372,7 +415,7 @@ class AnnotatorProgress:
     remaining: int
 
 
-def _count(queryset: QuerySet[Any]) -> Coalesce:
+def count_of(queryset: QuerySet[Any]) -> Coalesce:
     """COUNT(*) of a queryset as a scalar subquery, for reading several counts in one query."""
     counted = queryset.order_by().annotate(n=Func(F("id"), function="COUNT")).values("n")
     return Coalesce(Subquery(counted[:1]), 0)
@@ -392,8 +435,7 @@ def get_workbench_status(user: User, project: Project) -> WorkbenchStatus:
     voted on: index-friendly counts instead of a NOT IN over every open comparison.
     """
     mine = Vote.objects.filter(annotator=user, comparison__project=project)
-    cutoff = timezone.now() - timedelta(seconds=settings.PREFLAB_UNDO_SECONDS)
-    undoable = mine.filter(created_at__gt=cutoff).order_by("-created_at", "-id").values("id")
+    undoable = mine.filter(created_at__gt=undo_cutoff()).order_by("-created_at", "-id").values("id")
     # Work left counts what the lease query may serve (gold items are not work, and
     # judge-decided comparisons are not when the project keeps them from humans).
     still_open: dict[str, Any] = {
@@ -407,11 +449,11 @@ def get_workbench_status(user: User, project: Project) -> WorkbenchStatus:
     row = (
         Project.objects.filter(pk=project.pk)
         .annotate(
-            open_comparisons=_count(Comparison.objects.filter(project=project, **servable)),
-            voted=_count(mine),
-            voted_open=_count(mine.filter(**still_open)),
+            open_comparisons=count_of(Comparison.objects.filter(project=project, **servable)),
+            voted=count_of(mine),
+            voted_open=count_of(mine.filter(**still_open)),
             # Skipped or flagged open items the annotator did not vote on: not theirs to do.
-            set_aside=_count(
+            set_aside=count_of(
                 ItemFlag.objects.filter(user=user, comparison__project=project)
                 .filter(**still_open)
                 .exclude(comparison__votes__annotator=user)
