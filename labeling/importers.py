@@ -1,4 +1,4 @@
-"""Atomic imports of prompts, ready-made pairs and existing preference data.
+"""Atomic imports of prompts, ready-made pairs, ranking tasks and existing preference data.
 
 Every row is validated before anything is written: one bad row and nothing is imported, and
 the error lists every bad row (up to a cap) with its line number and what is wrong.
@@ -13,6 +13,14 @@ Accepted layouts (JSONL: one object per line; CSV: a header row):
 - preferences: "prompt", "chosen", "rejected", each a string, or the conversational layout
                (prompt a list of messages, chosen/rejected lists ending in the assistant turn;
                with no prompt, the shared leading turns of chosen and rejected are the prompt).
+- rankings:    a prompt as above plus "responses", a list of K (3-8) distinct non-empty strings
+               (with a chat prompt, each may instead be a one-message list holding the assistant
+               turn; all responses then take that shape); optional "model_names" (K strings),
+               "split", "metadata". Each row becomes a ranking task of a new round.
+- ranked:      a rankings row plus "ranking", best first over the indices of "responses" with
+               a nested list for a tie group ([2, [0, 3], 1]; training.engine.rankings); each
+               row becomes a task with one imported ranking. CSV for both: columns prompt,
+               responses[, model_names, ranking, source, split], the list-valued cells in JSON.
 
 A chat prompt, under "messages" or as a list under "prompt", must end with a user turn. JSONL
 lines are split on line feeds only (U+2028 and U+0085 inside strings are text); values nested deeper
@@ -36,24 +44,32 @@ from django.db import transaction
 from django.db.models import Max
 
 from labeling.models import (
+    RANKING_K_RANGE,
     Choice,
     Comparison,
     Completion,
     Project,
     Prompt,
     PromptSplit,
+    Ranking,
+    RankingTask,
     Round,
     Side,
     Vote,
     VoteSource,
 )
+from labeling.rankings import TaskSpec, create_ranking_tasks
+from training.engine.rankings import RankingError, format_ranking, parse_ranking
 
 
 class ImportKind:
     PROMPTS = "prompts"
     PAIRS = "pairs"
     PREFERENCES = "preferences"
-    ALL = (PROMPTS, PAIRS, PREFERENCES)
+    RANKINGS = "rankings"
+    RANKED = "ranked"
+    ALL = (PROMPTS, PAIRS, PREFERENCES, RANKINGS, RANKED)
+    RANKING_KINDS = (RANKINGS, RANKED)
 
 
 CHAT_ROLES = {"system", "user", "assistant"}
@@ -99,12 +115,17 @@ class ParsedRow:
     chosen_is_a: bool = False
     gold: str = ""  # a Choice value (A, B or tie) for a gold item, else empty
     split: str = ""  # "train" or "eval" when the file chose the prompt's split, else empty
+    responses: list[str] = field(default_factory=list)  # a ranking task's K, canonical order
+    model_names: list[str] = field(default_factory=list)  # empty, or one per response
+    ranking: list[Any] | None = None  # an imported ranking, canonical (format_ranking)
 
     def identity(self) -> str:
-        """What makes two rows exact duplicates: the same prompt, responses and models."""
+        """What makes two rows exact duplicates: the same prompt, responses and models (and,
+        for rankings, the same ranking)."""
         return json.dumps(
             [self.text, self.messages, self.response_a, self.response_b, self.model_a,
-             self.model_b, self.chosen_is_a, self.gold],
+             self.model_b, self.chosen_is_a, self.gold, self.responses, self.model_names,
+             self.ranking],
             ensure_ascii=False,
         )  # fmt: skip
 
@@ -117,6 +138,8 @@ class ImportResult:
     votes: int
     round_number: int | None
     skipped_duplicates: list[int] = field(default_factory=list)  # their line numbers
+    ranking_tasks: int = 0
+    rankings: int = 0  # imported rankings (kind "ranked")
 
     def summary(self) -> str:
         parts = [f"{self.prompts} prompts"]
@@ -124,6 +147,10 @@ class ImportResult:
             parts.append(f"{self.comparisons} comparisons in round {self.round_number}")
         if self.votes:
             parts.append(f"{self.votes} preference votes")
+        if self.ranking_tasks:
+            parts.append(f"{self.ranking_tasks} ranking tasks in round {self.round_number}")
+        if self.rankings:
+            parts.append(f"{self.rankings} imported rankings")
         text = "Imported " + ", ".join(parts) + "."
         if self.skipped_duplicates:
             lines = ", ".join(str(line) for line in self.skipped_duplicates[:10])
@@ -345,7 +372,120 @@ def _split(record: dict[str, Any]) -> str:
     return SPLITS[value.strip().lower()]
 
 
-def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
+def _list_field(record: dict[str, Any], key: str, file_format: str) -> Any:
+    """A list-valued field; in CSV its cell holds the list as JSON. Absent or empty: None."""
+    value = record.get(key)
+    if value is None or value == "":
+        return None
+    if file_format != "csv" or not isinstance(value, str):
+        return value
+    parsed = _json_record(value)
+    if isinstance(parsed, RowError):
+        raise RowError(f"column {key!r} must hold a JSON list: {parsed}")
+    return parsed
+
+
+def _ranking_response(value: Any, key: str) -> str:
+    """A ranked response: a non-empty string, or (chat) a list of one assistant message."""
+    if isinstance(value, list):
+        messages = _messages(value, key)
+        if len(messages) != 1 or messages[0]["role"] != "assistant":
+            raise RowError(
+                f"{key} must be a list of exactly one assistant message, the response "
+                "(the conversation before it belongs in the prompt)"
+            )
+        return messages[0]["content"]
+    if value is None or not isinstance(value, str):
+        raise RowError(f"{key} must be a non-empty string, not {_json_kind(value)}")
+    if not value.strip():
+        raise RowError(f"{key} is empty")
+    return _no_nul(value, key)
+
+
+def _json_kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _parse_ranking_fields(
+    record: dict[str, Any], row: ParsedRow, kind: str, file_format: str
+) -> None:
+    low, high = RANKING_K_RANGE
+    responses = _list_field(record, "responses", file_format)
+    if responses is None:
+        hint = ""
+        if "response_a" in record and "response_b" in record:
+            hint = ": this file looks like pairs (response_a/response_b): choose the Pairs kind"
+        elif "chosen" in record and "rejected" in record:
+            hint = (
+                ": this file looks like preferences (chosen/rejected): choose the Preferences kind"
+            )
+        raise RowError(f"missing field 'responses'{hint}")
+    if not isinstance(responses, list):
+        raise RowError(
+            f"field 'responses' must be a list of {low} to {high} responses, "
+            f"not {_json_kind(responses)}"
+        )
+    if not low <= len(responses) <= high:
+        raise RowError(
+            f"field 'responses' holds {len(responses)} responses; a ranking task needs "
+            f"{low} to {high}"
+        )
+    # One shape for all K: a chat prompt may take one-message lists, never a mix of shapes.
+    chat = [isinstance(response, list) for response in responses]
+    if any(chat) and not all(chat):
+        raise RowError(
+            f"responses[{chat.index(True)}] is a list of messages but "
+            f"responses[{chat.index(False)}] is not; give every response the same shape"
+        )
+    if any(chat) and row.messages is None:
+        raise RowError(
+            "the responses are chat messages but the prompt is plain text; give the prompt "
+            "as messages too, or the responses as strings"
+        )
+    row.responses = [
+        _ranking_response(response, f"responses[{index}]")
+        for index, response in enumerate(responses)
+    ]
+    seen: dict[str, int] = {}
+    for index, text in enumerate(row.responses):
+        earlier = seen.setdefault(text.strip(), index)
+        if earlier != index:
+            raise RowError(
+                f"responses[{earlier}] and responses[{index}] are identical; a ranking needs "
+                "distinct responses"
+            )
+    names = _list_field(record, "model_names", file_format)
+    if names is not None:
+        if not isinstance(names, list) or len(names) != len(row.responses):
+            count = f"{len(names)} names" if isinstance(names, list) else _json_kind(names)
+            raise RowError(
+                f"field 'model_names' must be a list of {len(row.responses)} strings, one per "
+                f"response, got {count}"
+            )
+        for index, name in enumerate(names):
+            if not isinstance(name, str):
+                raise RowError(f"model_names[{index}] must be a string, not {_json_kind(name)}")
+        row.model_names = [_no_nul(name, f"model_names[{i}]") for i, name in enumerate(names)]
+    value = _list_field(record, "ranking", file_format)
+    if kind == ImportKind.RANKINGS:
+        if value is not None:
+            # Refused rather than ignored: importing a ranked file as tasks would drop them.
+            raise RowError(
+                "field 'ranking' is read only by the Ranked kind (existing rankings): choose "
+                "it, or leave the field out to create tasks to rank"
+            )
+        return
+    if value is None:
+        raise RowError("missing field 'ranking'")
+    try:
+        groups = parse_ranking(value, len(row.responses))
+    except RankingError as exc:
+        raise RowError(str(exc)) from None
+    # Canonical: ties listed in index order, so equal rankings are stored alike.
+    row.ranking = format_ranking(tuple(tuple(sorted(group)) for group in groups))
+
+
+def _parse_row(kind: str, record: Any, line: int, file_format: str = "jsonl") -> ParsedRow:
     if isinstance(record, RowError):
         raise record
     if not isinstance(record, dict):
@@ -366,7 +506,9 @@ def _parse_row(kind: str, record: Any, line: int) -> ParsedRow:
         row.model_a = _text(record, "model_a", required=False)
         row.model_b = _text(record, "model_b", required=False)
         row.gold = _gold(record)
-    if kind != ImportKind.PROMPTS and row.response_a.strip() == row.response_b.strip():
+    if kind in ImportKind.RANKING_KINDS:
+        _parse_ranking_fields(record, row, kind, file_format)
+    elif kind != ImportKind.PROMPTS and row.response_a.strip() == row.response_b.strip():
         raise RowError("the two responses are identical")
     if kind != ImportKind.PREFERENCES:
         row.split = _split(record)
@@ -423,7 +565,7 @@ def parse_import(
             if len(rows) + len(duplicates) + error_count >= max_rows:
                 raise ImportFailed([f"the file has more than {max_rows:,} rows (split it up)"])
             try:
-                row = _parse_row(kind, record, line)
+                row = _parse_row(kind, record, line, file_format)
             except RowError as exc:
                 report(f"line {line}: {exc}")
                 continue
@@ -459,7 +601,8 @@ def import_rows(
     source: str,
     skipped_duplicates: list[int] | None = None,
 ) -> ImportResult:
-    """Write validated rows in one transaction. Pairs and preferences open a new round."""
+    """Write validated rows in one transaction. Pairs, preferences and rankings open a new
+    round."""
     skipped = skipped_duplicates or []
     with transaction.atomic():
         prompts = Prompt.objects.bulk_create(
@@ -483,6 +626,11 @@ def import_rows(
         if kind == ImportKind.PROMPTS:
             return ImportResult(kind, len(prompts), 0, 0, None, skipped)
         round_ = _next_round(project, source)
+        if kind in ImportKind.RANKING_KINDS:
+            tasks, rankings = _write_ranking_tasks(project, round_, prompts, rows, kind, source)
+            return ImportResult(
+                kind, len(prompts), 0, 0, round_.number, skipped, len(tasks), len(rankings)
+            )
         completions = Completion.objects.bulk_create(
             [
                 Completion(prompt=prompt, text=text, model_name=model)
@@ -529,6 +677,55 @@ def import_rows(
                 batch_size=1000,
             )
     return ImportResult(kind, len(prompts), len(comparisons), len(votes), round_.number, skipped)
+
+
+def _write_ranking_tasks(
+    project: Project,
+    round_: Round,
+    prompts: list[Prompt],
+    rows: list[ParsedRow],
+    kind: str,
+    source: str,
+) -> tuple[list[RankingTask], list[Ranking]]:
+    """A ranking task per row, its completions in the file's order (the canonical positions);
+    for existing rankings, one imported ranking each, which completes the task as an imported
+    preference completes its comparison."""
+    completions = Completion.objects.bulk_create(
+        [
+            Completion(
+                prompt=prompt,
+                text=text,
+                model_name=row.model_names[index] if row.model_names else "",
+            )
+            for prompt, row in zip(prompts, rows, strict=True)
+            for index, text in enumerate(row.responses)
+        ],
+        batch_size=1000,
+    )
+    imported = kind == ImportKind.RANKED
+    specs, start = [], 0
+    for prompt, row in zip(prompts, rows, strict=True):
+        end = start + len(row.responses)
+        specs.append(TaskSpec(prompt, completions[start:end], 1 if imported else project.overlap))
+        start = end
+    tasks = create_ranking_tasks(round_, specs)
+    if not imported:
+        return tasks, []
+    # The round is new, so it holds exactly these tasks.
+    RankingTask.objects.filter(round=round_).update(vote_count=1)
+    rankings = Ranking.objects.bulk_create(
+        [
+            Ranking(
+                task=task,
+                ranking=row.ranking,
+                source=VoteSource.IMPORTED,
+                imported_from=source,
+            )
+            for task, row in zip(tasks, rows, strict=True)
+        ],
+        batch_size=1000,
+    )
+    return tasks, rankings
 
 
 def guess_format(filename: str) -> str:
