@@ -98,6 +98,8 @@ class ImportOut(Schema):
     skipped_duplicates: list[int] = Field(
         description="Line numbers of the exact duplicate rows left out (on_duplicate=skip)."
     )
+    ranking_tasks: int = Field(description="Ranking tasks created (kinds rankings and ranked).")
+    rankings: int = Field(description="Imported rankings created (kind ranked).")
 
 
 class CheckpointOut(Schema):

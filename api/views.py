@@ -250,11 +250,12 @@ def download_snapshot(
 def upload(
     request: HttpRequest,
     project_id: int,
-    kind: Form[Literal["prompts", "pairs", "preferences"]],
+    kind: Form[Literal["prompts", "pairs", "preferences", "rankings", "ranked"]],
     file: File[UploadedFile],
     on_duplicate: Form[Literal["refuse", "skip"]] = "refuse",
 ) -> Status[dict[str, Any]]:
-    """Import prompts, pairs or preferences from a JSONL or CSV file (multipart).
+    """Import prompts, pairs, preferences, ranking tasks (`rankings`) or existing rankings
+    (`ranked`) from a JSONL or CSV file (multipart).
 
     All or nothing, exactly as the web import: one bad row and nothing is written; the 422
     answer lists the bad rows by line. Rows that repeat an earlier row exactly refuse the
@@ -290,5 +291,7 @@ def upload(
             "votes": result.votes,
             "round": result.round_number,
             "skipped_duplicates": result.skipped_duplicates,
+            "ranking_tasks": result.ranking_tasks,
+            "rankings": result.rankings,
         },
     )

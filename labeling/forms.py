@@ -45,6 +45,8 @@ _KIND_CHOICES = [
     (ImportKind.PROMPTS, "Prompts (to be sampled later)"),
     (ImportKind.PAIRS, "Pairs (prompt + two responses, to be labeled)"),
     (ImportKind.PREFERENCES, "Preferences (prompt / chosen / rejected, already labeled)"),
+    (ImportKind.RANKINGS, "Ranking tasks (prompt + 3 to 8 responses, to be ranked)"),
+    (ImportKind.RANKED, "Rankings (prompt / responses / ranking, already ranked)"),
 ]
 
 

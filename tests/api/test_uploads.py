@@ -29,6 +29,8 @@ def test_prompts_upload_is_imported(world: World, client) -> None:
         "votes": 0,
         "round": None,
         "skipped_duplicates": [],
+        "ranking_tasks": 0,
+        "rankings": 0,
     }
     assert Prompt.objects.filter(project=world.home.project).count() == before + 2
 

@@ -10,7 +10,10 @@ from labeling.models import Project
 
 
 class Command(BaseCommand):
-    help = "Import prompts, pairs or preferences (JSONL or CSV) into a project, all or nothing."
+    help = (
+        "Import prompts, pairs, preferences, ranking tasks or rankings (JSONL or CSV) into a "
+        "project, all or nothing."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("project", help="Project name or id.")
