@@ -427,7 +427,8 @@ def _parse_ranking_fields(
         )
     if not low <= len(responses) <= high:
         raise RowError(
-            f"field 'responses' holds {len(responses)} responses; a ranking task needs "
+            f"field 'responses' holds {len(responses)} "
+            f"{'response' if len(responses) == 1 else 'responses'}; a ranking task needs "
             f"{low} to {high}"
         )
     # One shape for all K: a chat prompt may take one-message lists, never a mix of shapes.

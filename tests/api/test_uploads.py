@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from labeling.models import Prompt
+from labeling.models import Prompt, Ranking
 from tests.api.conftest import World, bearer
 
 
@@ -109,3 +109,18 @@ def test_missing_file_or_unknown_kind_gets_422(world: World, client) -> None:
     locs = {tuple(detail["loc"]) for detail in response.json()["error"]["details"]}
     assert ("form", "kind") in locs
     assert ("file", "file") in locs
+
+
+@pytest.mark.django_db
+def test_ranked_upload_creates_tasks_with_imported_rankings(world: World, client) -> None:
+    row = b'{"prompt": "Q", "responses": ["a", "b", "c"], "ranking": [2, [1, 0]]}\n'
+    response = upload(client, world, "ranked", "ranked.jsonl", row)
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["kind"], body["ranking_tasks"], body["rankings"]) == ("ranked", 1, 1)
+    assert Ranking.objects.get(task__project=world.home.project).ranking == [2, [0, 1]]
+    bad = upload(client, world, "rankings", "r.jsonl", b'{"prompt": "Q", "responses": ["a"]}')
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"]["errors"] == [
+        "line 1: field 'responses' holds 1 response; a ranking task needs 3 to 8"
+    ]
