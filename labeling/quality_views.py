@@ -195,6 +195,10 @@ def _context(
             pairs_kept=MAX_PAIRS,
             charts={"charts": chart_config(data)},
         )
+    if data.get("rankings"):  # only projects with human rankings (labeling.quality.rankings)
+        from labeling.quality.rankings import page_context
+
+        context["rankings"] = page_context(data["rankings"], round_.number if round_ else None)
     if membership.can_manage:
         try:
             current = dataclasses.asdict(thresholds_for(project))

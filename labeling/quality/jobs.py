@@ -34,6 +34,7 @@ from labeling.models import (
     JobStatus,
     Project,
     QualityReport,
+    Ranking,
     Round,
     Vote,
     VoteSource,
@@ -102,6 +103,19 @@ def _scope(project_id: int, round_id: int | None) -> Q:
 def count_votes(project_id: int, round_id: int | None = None) -> int:
     """Human votes in the scope of a report: what the cache's freshness is judged by."""
     return Vote.objects.filter(_scope(project_id, round_id)).count()
+
+
+def ranking_scope(project_id: int, round_id: int | None) -> Q:
+    """The human rankings a report's Rankings section covers (labeling.quality.rankings)."""
+    condition = Q(task__project_id=project_id, source=VoteSource.HUMAN, annotator__isnull=False)
+    if round_id is not None:
+        condition &= Q(task__round_id=round_id)
+    return condition
+
+
+def count_rankings(project_id: int, round_id: int | None = None) -> int:
+    """Human rankings in the scope of a report; they judge the cache's freshness as votes do."""
+    return Ranking.objects.filter(ranking_scope(project_id, round_id)).count()
 
 
 @dataclass(frozen=True)
@@ -258,6 +272,13 @@ def _compute(claimed: QualityReport) -> None:
     from labeling.quality.judges import judge_agreement
 
     data["judges"] = judge_agreement(report.project, report.round_id)
+    # Agreement over the scope's human rankings of K responses (labeling.quality.rankings);
+    # absent when it has none, so the page shows its Rankings section only where there are.
+    from labeling.quality.rankings import ranking_figures
+
+    rankings = ranking_figures(report.project_id, report.round_id)
+    if rankings is not None:
+        data["rankings"] = rankings
     QualityReport.objects.filter(
         id=report.pk, status=JobStatus.RUNNING, worker=claimed.worker
     ).update(data=data, vote_count=len(table.frame), log_tail="done")
@@ -335,10 +356,21 @@ class CachedQuality:
     current_votes: int
     # The scope's newest report when it failed after the cached one was computed.
     failed: QualityReport | None = None
+    # The scope's human rankings now (labeling.quality.rankings); the report's are in its data.
+    current_rankings: int = 0
 
     @property
     def stale(self) -> bool:
-        return self.report is not None and self.report.vote_count != self.current_votes
+        return self.report is not None and (
+            self.report.vote_count != self.current_votes
+            or reported_rankings(self.report) != self.current_rankings
+        )
+
+
+def reported_rankings(report: QualityReport) -> int:
+    """How many human rankings a cached report's figures cover (0 before it had any)."""
+    figures = (report.data or {}).get("rankings") or {}
+    return int(figures.get("rankings", 0))
 
 
 def get_quality(
@@ -350,13 +382,17 @@ def get_quality(
     *Recompute* or new thresholds queue one."""
     report = latest_report(project, round_)
     current = count_votes(project.pk, round_.pk if round_ is not None else None)
+    rankings = count_rankings(project.pk, round_.pk if round_ is not None else None)
     computing = active_report(project, round_)
     failed = failed_report(project, round_, after=report)
-    outdated = report is None or report.vote_count != current
+    # New rankings make the figures out of date as new votes do.
+    outdated = (
+        report is None or report.vote_count != current or reported_rankings(report) != rankings
+    )
     failed_on_these = failed is not None and failed.vote_count == current
     if refresh and computing is None and outdated and not failed_on_these:
         computing = request_quality_report(project, round_)
-    return CachedQuality(report, computing, current, failed)
+    return CachedQuality(report, computing, current, failed, rankings)
 
 
 def quality_job_kind() -> JobKind:
