@@ -99,8 +99,8 @@ class RunMetricAdmin(admin.ModelAdmin):
 @admin.register(SamplingJob)
 class SamplingJobAdmin(ReadOnlyJobAdmin):
     list_display = _job_columns(
-        "checkpoint", "pairing", "selection", "round", "comparisons_created", "dropped_identical",
-        "dropped_empty", "dropped_missing", "page",
+        "checkpoint", "pairing", "selection", "round", "comparisons_created",
+        "ranking_tasks_created", "dropped_identical", "dropped_empty", "dropped_missing", "page",
     )  # fmt: skip
     list_filter = ("status", "pairing", "selection", "project")
     search_fields = ("id", "project__name", "checkpoint__name", "error")

@@ -214,7 +214,8 @@ class SamplingForm(forms.Form):
         required=False,
         initial=True,
         label="Keep pairs with one empty response",
-        help_text="An empty answer is informative: annotators can prefer a real one over it.",
+        help_text="An empty answer is informative: annotators can prefer a real one over it. "
+        "Ranking tasks: unticked, empty samples are left out of the K.",
     )
 
     def __init__(self, project: Project, *args: Any, **kwargs: Any) -> None:
@@ -241,12 +242,11 @@ class SamplingForm(forms.Form):
             "previous_checkpoint"
         ):
             self.add_error("previous_checkpoint", "Pick the checkpoint to compare against.")
+        if cleaned.get("pairing") in (PairingMode.BEST_WORST, PairingMode.RANKING) and (
+            cleaned.get("samples_per_prompt") is None and "samples_per_prompt" not in self.errors
+        ):
+            self.add_error("samples_per_prompt", "Say how many samples to draw per prompt.")
         if cleaned.get("pairing") == PairingMode.BEST_WORST:
-            if (
-                cleaned.get("samples_per_prompt") is None
-                and "samples_per_prompt" not in self.errors
-            ):
-                self.add_error("samples_per_prompt", "Say how many samples to draw per prompt.")
             if best_worst_selector() is None:
                 self.add_error(
                     "judge",

@@ -135,6 +135,7 @@ class PairingMode(models.TextChoices):
     TWO_SAMPLES = "two_samples", "Two samples of the new checkpoint"
     VERSUS_PREVIOUS = "versus_previous", "New checkpoint against the previous one"
     BEST_WORST = "best_worst", "K samples, best against worst by a judge"
+    RANKING = "ranking", "K samples per prompt as one ranking task"
 
 
 class PromptSelection(models.TextChoices):
@@ -167,7 +168,14 @@ class SamplingJob(Job):
         "labeling.Round", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     comparisons_created = models.PositiveIntegerField(default=0)
-    dropped_identical = models.PositiveIntegerField(default=0)
+    ranking_tasks_created = models.PositiveIntegerField(
+        default=0, help_text="Ranking tasks opened (ranking pairing: one per prompt)."
+    )
+    dropped_identical = models.PositiveIntegerField(
+        default=0,
+        help_text="Pairs of two identical responses; ranking pairing: prompts with fewer than "
+        "3 distinct samples.",
+    )
     dropped_empty = models.PositiveIntegerField(
         default=0, help_text="Pairs dropped because a side was empty (keep_empty off)."
     )
@@ -180,7 +188,7 @@ class SamplingJob(Job):
     )
     samples_per_prompt = models.PositiveSmallIntegerField(
         default=2,
-        help_text="Samples drawn per prompt (K); best_worst pairing draws 3-8.",
+        help_text="Samples drawn per prompt (K); best_worst and ranking pairing draw 3-8.",
     )
     judge = models.ForeignKey(
         "labeling.Judge",

@@ -17,9 +17,10 @@ from labeling.models import Judge, Prompt
 BEST_WORST_DEFAULT_K = 4
 BEST_WORST_K_RANGE = (3, 8)
 SAMPLES_PER_PROMPT_HELP = (
-    "K samples of the checkpoint per prompt (3-8, same generation settings); the judge "
-    "judges every pair of them in both orders and the one with the most wins is paired "
-    "against the one with the fewest. All K are stored; K(K-1) judge calls per prompt."
+    "K samples of the checkpoint per prompt (3-8, same generation settings). Best against "
+    "worst: the judge judges every pair of them in both orders and the one with the most wins "
+    "is paired against the one with the fewest; all K are stored, K(K-1) judge calls per "
+    "prompt. Ranking task: the K samples, identical ones once, are one task to rank."
 )
 JUDGE_HELP = "The judge that picks the best and the worst of the K samples of each prompt."
 

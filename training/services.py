@@ -29,6 +29,7 @@ from django.utils import timezone
 from core.artifacts import get_store, is_key, stage
 from core.jobs import JobKind, Recovery, enqueue, get_kind, queue_again, run_job
 from labeling.models import (
+    RANKING_K_RANGE,
     Comparison,
     Completion,
     JobStatus,
@@ -40,6 +41,7 @@ from labeling.models import (
     Snapshot,
     SnapshotPolicy,
 )
+from labeling.rankings import TaskSpec, create_ranking_tasks
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
 from training.engine.config import (
@@ -578,6 +580,10 @@ def start_sampling(
     if pairing == PairingMode.BEST_WORST:
         samples = BEST_WORST_DEFAULT_K if samples_per_prompt is None else samples_per_prompt
         check_best_worst(project, samples, judge)
+    elif pairing == PairingMode.RANKING:
+        samples = BEST_WORST_DEFAULT_K if samples_per_prompt is None else samples_per_prompt
+        check_samples_per_prompt(samples, RANKING_K_RANGE)
+        judge = None
     else:
         judge = None
     if selection != PromptSelection.ALL and not prompt_limit:
@@ -609,14 +615,19 @@ def start_sampling(
     return job
 
 
-def check_best_worst(project: Project, samples: int | None, judge: Judge | None) -> None:
-    """Why best_worst pairing cannot run as asked (RunRefused naming the field), or nothing."""
-    low, high = BEST_WORST_K_RANGE
+def check_samples_per_prompt(samples: int | None, k_range: tuple[int, int]) -> None:
+    """Refuse a K outside k_range (RunRefused naming samples_per_prompt)."""
+    low, high = k_range
     if isinstance(samples, bool) or not isinstance(samples, int) or not low <= samples <= high:
         raise RunRefused(
             f"samples_per_prompt must be a whole number from {low} to {high}, not {samples!r}.",
             key="samples_per_prompt",
         )
+
+
+def check_best_worst(project: Project, samples: int | None, judge: Judge | None) -> None:
+    """Why best_worst pairing cannot run as asked (RunRefused naming the field), or nothing."""
+    check_samples_per_prompt(samples, BEST_WORST_K_RANGE)
     if best_worst_selector() is None:
         raise RunRefused(
             "Best-versus-worst pairing needs the judging app (none is installed to pick the "
@@ -696,6 +707,21 @@ def _sample_round(claimed: SamplingJob) -> None:
             handle.write(json.dumps({"id": prompt.id, "prompt": content}) + "\n")
     extra: dict[int, list[dict[str, Any]]] = {}
     best_worst: dict[str, int] = {}
+    if job.pairing == PairingMode.RANKING:
+        rows = _sample(
+            job.checkpoint, prompts_path, work_dir / "new.jsonl", job.samples_per_prompt, job, tick
+        )
+        tasks, counts, round_ = _open_ranking_round(job, prompts, rows)
+        SamplingJob.objects.filter(
+            id=job.pk, status=RunStatus.RUNNING, worker=claimed.worker
+        ).update(
+            status=RunStatus.SUCCEEDED,
+            round=round_,
+            ranking_tasks_created=tasks,
+            finished_at=timezone.now(),
+            **counts,
+        )
+        return
     if job.pairing == PairingMode.TWO_SAMPLES:
         rows = _sample(job.checkpoint, prompts_path, work_dir / "new.jsonl", 2, job, tick)
         sides = [(job.checkpoint, rows[0::2]), (job.checkpoint, rows[1::2])]
@@ -811,6 +837,82 @@ def _pick_best_worst(
     return best_rows, worst_rows, extra, counts
 
 
+def _ranking_candidates(
+    job: SamplingJob, prompts: list[Prompt], rows: list[dict[str, Any]]
+) -> tuple[list[tuple[Prompt, list[dict[str, Any]]]], dict[str, int]]:
+    """Each prompt's distinct samples in the order drawn, and the counts of prompts dropped.
+
+    A sample identical to an earlier one of its prompt (after stripping whitespace) is left
+    out: a ranking needs distinct responses. With keep_empty off the empty samples are left
+    out too. Dropped, and counted by why, when fewer than 3 remain: the engine returned fewer
+    than 3 samples (missing), fewer than 3 distinct ones (identical), fewer than 3 distinct
+    non-empty ones with keep_empty off (empty)."""
+    low = RANKING_K_RANGE[0]
+    by_prompt: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        row["completion"] = clean_model_output(row["completion"])
+        by_prompt.setdefault(row["id"], []).append(row)
+    counts = {"dropped_missing": 0, "dropped_identical": 0, "dropped_empty": 0}
+    kept: list[tuple[Prompt, list[dict[str, Any]]]] = []
+    for prompt in prompts:
+        samples = by_prompt.get(prompt.id, [])
+        if len(samples) < low:
+            counts["dropped_missing"] += 1
+            continue
+        distinct: dict[str, dict[str, Any]] = {}
+        for row in samples:
+            distinct.setdefault(row["completion"].strip(), row)
+        if len(distinct) < low:
+            counts["dropped_identical"] += 1
+            continue
+        if not job.keep_empty:
+            distinct.pop("", None)
+            if len(distinct) < low:
+                counts["dropped_empty"] += 1
+                continue
+        for index, row in enumerate(samples):
+            row["sample_of"] = {"k": len(samples), "index": index}
+        kept.append((prompt, list(distinct.values())))
+    return kept, counts
+
+
+def _open_ranking_round(
+    job: SamplingJob, prompts: list[Prompt], rows: list[dict[str, Any]]
+) -> tuple[int, dict[str, int], Round | None]:
+    """Ranking pairing: each prompt's distinct samples (3 to K of them, in the order drawn, the
+    canonical order its rankings index into) become one ranking task of a new round, created
+    with their completions in one transaction. Only the task's samples are stored."""
+    kept, counts = _ranking_candidates(job, prompts, rows)
+    if not kept:
+        return 0, counts, None
+    project = job.project
+    with transaction.atomic():
+        round_ = _new_round(job)
+        specs = [
+            TaskSpec(
+                prompt=prompt,
+                completions=[_store_completion(prompt, job.checkpoint, row) for row in samples],
+                votes_target=project.overlap,
+            )
+            for prompt, samples in kept
+        ]
+        tasks = create_ranking_tasks(round_, specs)
+    return len(tasks), counts, round_
+
+
+def _new_round(job: SamplingJob) -> Round:
+    """The project's next round, made by this job's checkpoint (inside the caller's
+    transaction; the unique round number refuses a concurrent one)."""
+    project = job.project
+    latest = project.rounds.order_by("-number").values_list("number", flat=True).first() or 0
+    return Round.objects.create(
+        project=project,
+        number=latest + 1,
+        source=f"sampling job {job.pk}: {job.checkpoint.name}",
+        checkpoint=job.checkpoint,
+    )
+
+
 _CONTROL_CHARACTERS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
 
 
@@ -853,13 +955,7 @@ def _open_round(
         return 0, dropped, None
     project = job.project
     with transaction.atomic():
-        latest = project.rounds.order_by("-number").values_list("number", flat=True).first() or 0
-        round_ = Round.objects.create(
-            project=project,
-            number=latest + 1,
-            source=f"sampling job {job.pk}: {job.checkpoint.name}",
-            checkpoint=job.checkpoint,
-        )
+        round_ = _new_round(job)
         comparisons = []
         for prompt, row_a, row_b in pairs:
             completion_a, completion_b = (
@@ -884,8 +980,9 @@ def _open_round(
 
 def _store_completion(prompt: Prompt, checkpoint: Checkpoint, row: dict[str, Any]) -> Completion:
     params = {key: row.get(key) for key in GENERATION_KEYS}
-    if "best_of" in row:
-        params["best_of"] = row["best_of"]
+    for key in ("best_of", "sample_of"):  # where the sample stood among the prompt's K
+        if key in row:
+            params[key] = row[key]
     return Completion.objects.create(
         prompt=prompt,
         text=row["completion"],
