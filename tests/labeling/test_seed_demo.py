@@ -5,7 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from labeling.models import Project
+from labeling.models import Project, RankingTask
 
 
 @pytest.mark.django_db
@@ -17,3 +17,17 @@ def test_seed_demo_prints_the_url_it_is_given_and_is_idempotent():
     assert "8000" not in out.getvalue()
     project = Project.objects.get()
     assert project.comparisons.count() == 60
+    tasks = RankingTask.objects.filter(project=project)
+    assert tasks.count() == 8  # the second run added none
+    assert {(t.size, t.votes_target, t.vote_count) for t in tasks} == {(4, 2, 0)}
+    assert tasks.first().round.number == 2  # after the pairs' round
+    assert "Imported 8 prompts, 8 ranking tasks in round 2." in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_seed_demo_adds_the_ranking_round_to_a_demo_seeded_before_rankings():
+    call_command("seed_demo", stdout=StringIO())
+    RankingTask.objects.all().delete()  # as a database seeded before ranking tasks existed
+    call_command("seed_demo", stdout=StringIO())
+    assert Project.objects.get().comparisons.count() == 60
+    assert RankingTask.objects.count() == 8

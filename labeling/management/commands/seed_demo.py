@@ -12,6 +12,8 @@ from labeling.models import Project, Role
 from labeling.services import add_member
 
 DEMO_PAIRS = Path(__file__).resolve().parents[2] / "demo" / "pairs.jsonl"
+# 8 prompts with 4 responses each: a small round of ranking tasks beside the pairs.
+DEMO_RANKINGS = DEMO_PAIRS.with_name("rankings.jsonl")
 DEMO_PROJECT = "Demo: helpful assistant"
 DEMO_GUIDELINES = """\
 Pick the response a careful expert would rather send.
@@ -33,7 +35,7 @@ DEMO_USERS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo project, its users and its comparisons (idempotent)."
+    help = "Create the demo project, its users, comparisons and ranking tasks (idempotent)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -63,6 +65,12 @@ class Command(BaseCommand):
             if created:
                 result = import_file(
                     project, DEMO_PAIRS.read_bytes(), DEMO_PAIRS.name, ImportKind.PAIRS
+                )
+                self.stdout.write(result.summary())
+            # Apart from the pairs, so a demo database seeded before rankings existed gains them.
+            if not project.ranking_tasks.exists():
+                result = import_file(
+                    project, DEMO_RANKINGS.read_bytes(), DEMO_RANKINGS.name, ImportKind.RANKINGS
                 )
                 self.stdout.write(result.summary())
         self.stdout.write(self.style.SUCCESS(f"Demo project: {project.name}"))
