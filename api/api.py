@@ -8,7 +8,7 @@ from __future__ import annotations
 from ninja import NinjaAPI
 from ninja.operation import Operation
 
-from api import evaluations, judges, preferences, quality, review, runs, views
+from api import evaluations, judges, preferences, quality, rankings, review, runs, views
 from api.errors import install_error_handlers
 
 
@@ -39,3 +39,4 @@ api.add_router("", quality.router)
 api.add_router("", review.router)
 api.add_router("", evaluations.router)
 api.add_router("", judges.router)
+api.add_router("", rankings.router)

@@ -12,7 +12,7 @@ from api.auth import api_auth, project_membership, require_scope
 from api.common import REVIEWER, api_url
 from api.errors import ApiError, error_responses
 from api.models import Scope
-from labeling.quality.jobs import get_quality
+from labeling.quality.jobs import get_quality, reported_rankings
 
 router = Router(auth=api_auth, tags=["quality"])
 
@@ -29,11 +29,16 @@ class QualityOut(Schema):
     computed_at: datetime
     vote_count: int = Field(description="Human votes the figures cover.")
     current_vote_count: int = Field(description="Human votes in the scope now.")
-    stale: bool = Field(description="Whether the votes changed since the figures were computed.")
+    ranking_count: int = Field(0, description="Human rankings the figures cover.")
+    current_ranking_count: int = Field(0, description="Human rankings in the scope now.")
+    stale: bool = Field(
+        description="Whether the votes or rankings changed since the figures were computed."
+    )
     computing: QualityJob | None = Field(description="A newer computation under way, if any.")
     figures: dict[str, Any] = Field(
         description="Every figure: project, rounds, annotators, flagged, thresholds, "
-        "annotator_names, votes (docs/quality.md)."
+        "annotator_names, votes, and rankings where the scope has human rankings "
+        "(docs/quality.md)."
     )
 
 
@@ -101,6 +106,8 @@ def get_project_quality(
         "computed_at": report.finished_at or report.created_at,
         "vote_count": report.vote_count,
         "current_vote_count": cached.current_votes,
+        "ranking_count": reported_rankings(report),
+        "current_ranking_count": cached.current_rankings,
         "stale": cached.stale,
         "computing": {"id": computing.pk, "status": computing.status} if computing else None,
         "figures": report.data,

@@ -298,6 +298,31 @@ ENDPOINTS = [
         Role.REVIEWER,
         200,
     ),
+    # Ranking tasks and rankings (api/rankings.py).
+    Endpoint(
+        "list_ranking_tasks",
+        "get",
+        lambda w: f"projects/{w.project.id}/ranking-tasks",
+        "read",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "list_rankings",
+        "get",
+        lambda w: f"projects/{w.project.id}/rankings",
+        "export",
+        Role.REVIEWER,
+        200,
+    ),
+    Endpoint(
+        "stream_rankings",
+        "get",
+        lambda w: f"projects/{w.project.id}/rankings/stream",
+        "export",
+        Role.REVIEWER,
+        200,
+    ),
 ]
 
 
