@@ -266,6 +266,7 @@ def release_ranking_lease(user: User, task: RankingTask) -> None:
 @dataclass(frozen=True)
 class RankingStatus:
     tasks: int  # the project's ranking tasks, done or not
+    tasks_done: int  # those with all the rankings they need
     ranked: int  # this annotator's rankings in the project
     remaining: int  # open tasks this annotator may still be served
     # The ranking "Undo" would delete, if any is still inside the undo window.
@@ -286,6 +287,7 @@ def get_ranking_status(user: User, project: Project) -> RankingStatus:
         Project.objects.filter(pk=project.pk)
         .annotate(
             tasks=count_of(tasks),
+            tasks_done=count_of(tasks.filter(vote_count__gte=F("votes_target"))),
             open_tasks=count_of(tasks.filter(_SERVABLE)),
             ranked=count_of(mine),
             ranked_open=count_of(mine.filter(**still_open)),
@@ -296,11 +298,14 @@ def get_ranking_status(user: User, project: Project) -> RankingStatus:
             ),
             undoable=Subquery(undoable.values("id")[:1]),
         )
-        .values("tasks", "open_tasks", "ranked", "ranked_open", "skipped_open", "undoable")
+        .values(
+            "tasks", "tasks_done", "open_tasks", "ranked", "ranked_open", "skipped_open", "undoable"
+        )
         .get()
     )
     return RankingStatus(
         tasks=row["tasks"],
+        tasks_done=row["tasks_done"],
         ranked=row["ranked"],
         remaining=row["open_tasks"] - row["ranked_open"] - row["skipped_open"],
         undoable_ranking_id=row["undoable"],

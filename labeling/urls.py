@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling import browser_views, quality_views, review_views, team_views, views
+from labeling import browser_views, quality_views, ranking_views, review_views, team_views, views
 
 app_name = "labeling"
 
@@ -10,6 +10,10 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
     path("projects/<int:project_id>/vote/", views.vote, name="vote"),
     path("projects/<int:project_id>/undo/", views.undo, name="undo"),
+    path("projects/<int:project_id>/rank/", ranking_views.rank, name="rank"),
+    path("projects/<int:project_id>/rank/submit/", ranking_views.submit, name="rank_submit"),
+    path("projects/<int:project_id>/rank/skip/", ranking_views.skip, name="rank_skip"),
+    path("projects/<int:project_id>/rank/undo/", ranking_views.undo, name="rank_undo"),
     path("projects/<int:project_id>/import/", views.import_data, name="import"),
     path("projects/<int:project_id>/members/", views.add_member, name="add_member"),
     path("projects/<int:project_id>/quality/", quality_views.quality, name="quality"),

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labeling import services
+from labeling import ranking_services, services
 from labeling.forms import AddMemberForm, FlagForm, ImportForm, QueueSettingsForm, VoteForm
 from labeling.importers import ImportFailed, import_file
 from labeling.models import Comparison, FlagKind, Membership, Project, Side, Vote
@@ -67,6 +67,9 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
         "membership": membership,
         "progress": services.get_annotator_progress(current_user(request), project),
     }
+    # Shown (with a link to the ranking page) only when the project has ranking tasks.
+    ranking = ranking_services.get_ranking_status(current_user(request), project)
+    context["ranking"] = ranking if ranking.tasks else None
     if membership.can_review:
         context["stats"] = services.get_project_stats(project)
         context["rounds"] = project.rounds.annotate(n=Count("comparisons"))
