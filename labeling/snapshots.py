@@ -13,6 +13,8 @@ Metadata: comparison_id, round, vote_count, agreement, chosen_model, rejected_mo
 strength (every-vote policy), adjudicated, source (human, judge, imported or mixed: who
 decided the row); the reliability-weighted policy adds p_chosen and
 weight. The raw-votes policy (for analysis, never trained on) has its own columns, RAW_COLUMNS.
+The ranking policies (rankings, ranking_consensus, ranking_pairs) export ranking tasks; their
+rows, columns and dataset card are labeling.ranking_snapshots'.
 
 Which votes (docs/quality.md, "Snapshots"): never gold comparisons, evaluation rounds or
 held-out (eval split) prompts; never annotators a reviewer excluded (AnnotatorExclusion, as of
@@ -47,8 +49,10 @@ from django.utils.crypto import salted_hmac
 
 from core.artifacts import get_store, stage
 from core.jobs import JobKind, Recovery, enqueue, run_job
+from labeling import ranking_snapshots
 from labeling.models import (
     DECISIVE_CHOICES,
+    RANKING_POLICIES,
     AnnotatorExclusion,
     Choice,
     JobStatus,
@@ -104,6 +108,8 @@ TRAINABLE_POLICIES = (
     SnapshotPolicy.EVERY_VOTE,
     SnapshotPolicy.MAJORITY,
     SnapshotPolicy.RELIABILITY_WEIGHTED,
+    # rankings (labeling.ranking_snapshots): listwise rows, or pairs converted from them
+    *RANKING_POLICIES,
 )
 FILTER_KEYS = (
     "rounds",
@@ -241,12 +247,17 @@ def request_snapshot(
     min_agreement: float = 0.5,
     created_by: Any = None,
     filters: dict[str, Any] | None = None,
+    pair_conversion: str = "",
 ) -> Snapshot:
-    """Create a queued snapshot row; the caller enqueues the build after commit."""
+    """Create a queued snapshot row; the caller enqueues the build after commit.
+
+    ``pair_conversion`` (all, best_worst, adjacent) is required by the ranking_pairs policy
+    and refused by every other one (labeling.ranking_snapshots.check_request)."""
     if policy not in SnapshotPolicy.values:
         raise ValueError(f"Unknown policy {policy!r}; use {', '.join(SnapshotPolicy.values)}.")
     if not 0.0 <= min_agreement < 1.0:
         raise ValueError("min_agreement must be at least 0 and below 1.")
+    ranking_snapshots.check_request(project, policy, pair_conversion, filters or {})
     resolved = _resolve_filters(project, policy, filters or {})
     return Snapshot.objects.create(
         project=project,
@@ -254,6 +265,7 @@ def request_snapshot(
         min_agreement=min_agreement,
         created_by=created_by,
         filters=resolved,
+        pair_conversion=pair_conversion,
     )
 
 
@@ -655,6 +667,8 @@ def _raw_rows(scope: Scope, chat: bool) -> Iterator[dict[str, Any]]:
 
 
 def columns_for(policy: str) -> list[str]:
+    if ranking_snapshots.is_ranking_policy(policy):
+        return ranking_snapshots.columns_for(policy)
     if policy == SnapshotPolicy.RAW_VOTES:
         return RAW_COLUMNS
     if policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
@@ -662,9 +676,19 @@ def columns_for(policy: str) -> list[str]:
     return COLUMNS
 
 
+def snapshot_has_chat(snapshot: Snapshot) -> bool:
+    """Whether the export is conversational: any of its prompts is a chat."""
+    scope = snapshot_scope(snapshot)
+    if ranking_snapshots.is_ranking_policy(snapshot.policy):
+        return ranking_snapshots.has_chat(scope)
+    return _project_has_chat(scope)
+
+
 def iter_snapshot_rows(snapshot: Snapshot) -> Iterator[dict[str, Any]]:
     scope = snapshot_scope(snapshot)
-    chat = _project_has_chat(scope)
+    chat = snapshot_has_chat(snapshot)
+    if ranking_snapshots.is_ranking_policy(snapshot.policy):
+        return ranking_snapshots.iter_rows(snapshot, scope, chat)
     if snapshot.policy == SnapshotPolicy.EVERY_VOTE:
         return _every_vote_rows(scope, chat)
     if snapshot.policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
@@ -678,6 +702,8 @@ def iter_snapshot_lines(snapshot: Snapshot, chat: bool) -> Iterator[bytes]:
     """The data.jsonl lines, in order: _canonical_line() of each iter_snapshot_rows() row."""
     scope = snapshot_scope(snapshot)
     columns = columns_for(snapshot.policy)
+    if ranking_snapshots.is_ranking_policy(snapshot.policy):
+        return ranking_snapshots.iter_lines(snapshot, scope, chat)
     if snapshot.policy == SnapshotPolicy.EVERY_VOTE:
         return _every_vote_lines(scope, chat)
     if snapshot.policy == SnapshotPolicy.RELIABILITY_WEIGHTED:
@@ -702,6 +728,8 @@ def _parquet_schema(chat: bool, policy: str = SnapshotPolicy.EVERY_VOTE) -> Any:
     text = pa.string()
     message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     turn = message if chat else text
+    if ranking_snapshots.is_ranking_policy(policy):
+        return pa.schema(ranking_snapshots.parquet_fields(policy, chat))
     if policy == SnapshotPolicy.RAW_VOTES:
         fields = [
             ("prompt", turn),
@@ -750,6 +778,7 @@ def _write_parquet(
     import pyarrow.parquet as pq
 
     schema = _parquet_schema(chat, policy)
+    ranked = ranking_snapshots.is_ranking_policy(policy)
     # Fixed writer settings: the same rows always give the same bytes.
     with (
         pq.ParquetWriter(
@@ -759,7 +788,8 @@ def _write_parquet(
     ):
         batch: list[dict[str, Any]] = []
         for line in source:
-            batch.append(json.loads(line))
+            row = json.loads(line)
+            batch.append(ranking_snapshots.parquet_row(row) if ranked else row)
             if len(batch) >= _PARQUET_BATCH:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                 batch = []
@@ -805,6 +835,8 @@ def manifest_filters(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def _dataset_card(snapshot: Snapshot, rows: int, sha256: str, chat: bool) -> str:
+    if ranking_snapshots.is_ranking_policy(snapshot.policy):
+        return ranking_snapshots.dataset_card(snapshot, rows, sha256, chat)
     layout = "conversational (lists of chat messages)" if chat else "plain strings"
     policy = SnapshotPolicy(snapshot.policy).label
     columns = ", ".join(f"`{c}`" for c in columns_for(snapshot.policy))
@@ -886,7 +918,7 @@ def _build(claimed: Snapshot) -> None:
         # query runs as a plain cursor. Outside a transaction (autocommit) Django declares it
         # WITH HOLD, and PostgreSQL materialises the whole result set before the first row.
         with transaction.atomic(), jsonl_path.open("wb") as out:
-            chat = _project_has_chat(snapshot_scope(snapshot))
+            chat = snapshot_has_chat(snapshot)
             pending: list[bytes] = []
             for line in iter_snapshot_lines(snapshot, chat):
                 pending.append(line)
@@ -922,6 +954,8 @@ def _build(claimed: Snapshot) -> None:
                 "data.parquet": {"sha256": parquet_sha256},
             },
         }
+        if ranking_snapshots.is_ranking_policy(snapshot.policy):
+            manifest.update(ranking_snapshots.manifest_extra(snapshot))
         _fsync_write(temp_dir / "manifest.json", json.dumps(manifest, indent=2).encode())
         _fsync_write(temp_dir / "README.md", _dataset_card(snapshot, rows, sha256, chat).encode())
         for path in temp_dir.iterdir():
@@ -972,10 +1006,13 @@ def export_snapshot(
     min_agreement: float = 0.5,
     created_by: Any = None,
     filters: dict[str, Any] | None = None,
+    pair_conversion: str = "",
 ) -> Snapshot:
     """Queue a snapshot and send its build task once the row is committed."""
     with transaction.atomic():
-        snapshot = request_snapshot(project, policy, min_agreement, created_by, filters)
+        snapshot = request_snapshot(
+            project, policy, min_agreement, created_by, filters, pair_conversion
+        )
         enqueue(BUILD_SNAPSHOT_TASK, snapshot.pk)
     return snapshot
 

@@ -8,6 +8,7 @@ import pytest
 
 from labeling.importers import ImportKind, import_file
 from labeling.models import (
+    RANKING_POLICIES,
     Adjudication,
     AnnotatorExclusion,
     Comparison,
@@ -33,7 +34,8 @@ from labeling.snapshots import (
 from tests.conftest import pairs_jsonl
 from tests.labeling.quality.db_crowd import BAD, quick_user, seed_crowd, vote_row
 
-POLICIES = [p.value for p in SnapshotPolicy]
+# The vote policies; ranking tasks' policies have their own tests (test_ranking_snapshots.py).
+POLICIES = [p.value for p in SnapshotPolicy if p not in RANKING_POLICIES]
 
 
 @pytest.fixture(autouse=True)
