@@ -1,5 +1,6 @@
 """axe-core (npm, pinned in package.json) finds no serious or critical violations on the
-annotate, project, pipeline, run and compare pages; focus is visible; every control is named."""
+annotate, rank, project, pipeline, run and compare pages; focus is visible; every control is
+named."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from labeling.models import Role
 from tests.browser.test_charts_browser import make_run
 from tests.conftest import make_user
+from tests.labeling.test_ranking_services import make_ranking_tasks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +44,7 @@ def test_main_pages_have_no_serious_axe_violations(live_server, axe_page, make_p
     admin = make_user("axe_ada")
     project = make_project("Accessible", pairs=3, members={admin: Role.ADMIN})
     run = make_run(project, steps=3, status="succeeded")
+    make_ranking_tasks(project, 1)
     page = axe_page
     page.goto(f"{live_server.url}/accounts/login/")
     assert not serious_violations(page), "login page"
@@ -52,6 +55,7 @@ def test_main_pages_have_no_serious_axe_violations(live_server, axe_page, make_p
     pages = {
         "projects": "/",
         "annotate": f"/projects/{project.id}/annotate/",
+        "rank": f"/projects/{project.id}/rank/",
         "project": f"/projects/{project.id}/",
         "pipeline": f"/projects/{project.id}/pipeline/",
         "run form": f"/projects/{project.id}/runs/new/",
