@@ -22,6 +22,10 @@ from labeling.models import (
     Project,
     Prompt,
     QualityReport,
+    Ranking,
+    RankingItem,
+    RankingSkip,
+    RankingTask,
     Round,
     Snapshot,
     Vote,
@@ -234,3 +238,65 @@ class QualityReportAdmin(admin.ModelAdmin):
     list_filter = ["status", "project"]
     search_fields = ["id", "project__name"]
     readonly_fields = ["data"]
+
+
+class RankingItemInline(admin.TabularInline):
+    """A task's K completions at their canonical positions: stored rankings index into them, so
+    they are shown, never edited here."""
+
+    model = RankingItem
+    extra = 0
+    can_delete = False
+    fields = ["position", "completion"]
+    readonly_fields = ["position", "completion"]
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(RankingTask)
+class RankingTaskAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "project", "round", "size", "vote_count", "votes_target", "leased_to",
+        "lease_expires_at",
+    ]  # fmt: skip
+    list_filter = ["project", "size", "round"]
+    search_fields = ["prompt__text", "id"]
+    raw_id_fields = ["prompt", "leased_to"]
+    list_select_related = ["project", "round", "leased_to"]
+    # K and the counter follow the items and the rankings; a hand edit would break both.
+    readonly_fields = ["size", "vote_count"]
+    inlines = [RankingItemInline]
+
+
+@admin.register(RankingItem)
+class RankingItemAdmin(admin.ModelAdmin):
+    list_display = ["id", "task", "position", "completion"]
+    list_filter = ["task__project"]
+    search_fields = ["completion__text", "task__id"]
+    raw_id_fields = ["task", "completion"]
+    list_select_related = ["task", "completion"]
+
+
+@admin.register(Ranking)
+class RankingAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "task_id", "annotator", "ranking", "display_order", "source", "time_taken_ms",
+        "imported_from", "created_at",
+    ]  # fmt: skip
+    list_filter = ["source", "task__project"]
+    search_fields = ["annotator__username", "imported_from", "task__id"]
+    raw_id_fields = ["task", "annotator"]
+    list_select_related = ["annotator"]
+    date_hierarchy = "created_at"
+    # What the annotator submitted and saw: evidence, not settings.
+    readonly_fields = ["ranking", "display_order", "time_taken_ms", "client_key", "created_at"]
+
+
+@admin.register(RankingSkip)
+class RankingSkipAdmin(admin.ModelAdmin):
+    list_display = ["task", "reason", "user", "created_at"]
+    list_filter = ["reason", "task__project"]
+    search_fields = ["user__username", "note", "task__id"]
+    raw_id_fields = ["task", "user"]
+    list_select_related = ["task", "user"]

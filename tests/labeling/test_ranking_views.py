@@ -162,3 +162,20 @@ def test_a_pairs_only_project_page_has_no_ranking_link(client, make_project):
     client.force_login(user)
     body = client.get(reverse("labeling:project_detail", args=[project.id])).content.decode()
     assert "/rank/" not in body and "Start labeling (2 left for you)" in body
+
+
+def test_the_admin_shows_ranking_tasks_with_their_items_rankings_and_skips(
+    admin_client, ranker, ranked_project
+):
+    first, second = RankingTask.objects.filter(project=ranked_project)
+    Ranking.objects.create(task=first, annotator=ranker, ranking=[0, [1, 2], 3])
+    RankingSkip.objects.create(task=second, user=ranker, reason="other")
+    for model in ("rankingtask", "rankingitem", "ranking", "rankingskip"):
+        listing = admin_client.get(reverse(f"admin:labeling_{model}_changelist"), {"q": "1"})
+        assert listing.status_code == 200, model
+    page = admin_client.get(reverse("admin:labeling_rankingtask_change", args=[first.pk]))
+    assert page.status_code == 200
+    assert page.content.count(b"Answer ") >= 4  # the four items, inline
+    ranking = Ranking.objects.get()
+    page = admin_client.get(reverse("admin:labeling_ranking_change", args=[ranking.pk]))
+    assert page.status_code == 200 and b"[0, [1, 2], 3]" in page.content
