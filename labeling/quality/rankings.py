@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import krippendorff
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
@@ -77,63 +77,90 @@ class KendallW:
     p_value: float | None
 
 
-def kendalls_w(ranks: npt.ArrayLike) -> KendallW:
-    """Kendall's W of an ``(m raters, n items)`` matrix of average ranks, tie-corrected.
+def kendalls_w_batch(
+    ranks: npt.ArrayLike,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """W, chi-square and p of a ``(tasks, m raters, n items)`` stack of average ranks, one task
+    at a time but computed for all at once; NaN where W is undefined.
 
-    The tie groups of each rater are read off equal ranks (average ranks of a ranking are exact
-    halves in floating point, so equality is exact)."""
-    matrix = np.asarray(ranks, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] < 2 or matrix.shape[1] < 2:
-        raise ValueError(f"Kendall's W needs at least 2 raters of 2 items, got {matrix.shape}")
-    m, n = matrix.shape
-    totals = matrix.sum(axis=0)
-    s = float(((totals - totals.mean()) ** 2).sum())
-    ties = 0
-    for row in matrix:
-        _, sizes = np.unique(row, return_counts=True)
-        ties += int((sizes**3 - sizes).sum())
+    A rater's tie term ``sum (t^3 - t)`` over its tie groups equals ``sum_i (c_i^2 - 1)`` over
+    its items, ``c_i`` the number of items sharing item i's rank (a group of t items adds
+    ``t (t^2 - 1)``); average ranks of a ranking are exact halves in floating point, so the
+    equality test is exact."""
+    stack = np.asarray(ranks, dtype=np.float64)
+    if stack.ndim != 3 or stack.shape[1] < 2 or stack.shape[2] < 2:
+        raise ValueError(f"Kendall's W needs at least 2 raters of 2 items, got {stack.shape}")
+    m, n = stack.shape[1], stack.shape[2]
+    totals = stack.sum(axis=1)  # (tasks, n)
+    s = ((totals - totals.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    shared = (stack[..., :, None] == stack[..., None, :]).sum(axis=-1)  # c_i: (tasks, m, n)
+    ties = (shared**2 - 1).sum(axis=(1, 2))
     denominator = m * m * (n**3 - n) - m * ties
-    if denominator <= 0:
-        return KendallW(None, None, n - 1, None)
-    w = 12.0 * s / denominator
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(denominator > 0, 12.0 * s / denominator, np.nan)
     chi_square = m * (n - 1) * w
-    return KendallW(w, chi_square, n - 1, float(stats.chi2.sf(chi_square, n - 1)))
+    p_value = np.where(np.isnan(chi_square), np.nan, stats.chi2.sf(chi_square, n - 1))
+    return w, chi_square, p_value
+
+
+def kendalls_w(ranks: npt.ArrayLike) -> KendallW:
+    """Kendall's W of an ``(m raters, n items)`` matrix of average ranks, tie-corrected."""
+    matrix = np.asarray(ranks, dtype=np.float64)
+    if matrix.ndim != 2:
+        raise ValueError(f"Kendall's W needs an (m raters, n items) matrix, got {matrix.shape}")
+    w, chi_square, p_value = kendalls_w_batch(matrix[None])
+    dof = matrix.shape[1] - 1
+    if np.isnan(w[0]):
+        return KendallW(None, None, dof, None)
+    return KendallW(float(w[0]), float(chi_square[0]), dof, float(p_value[0]))
 
 
 def leave_one_out_rho(ranks: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Per rater of an ``(m, n)`` average-rank matrix: Spearman's rho of their ranks against the
-    mean ranks of the other ``m - 1`` raters; NaN where either side is constant."""
-    matrix = np.asarray(ranks, dtype=np.float64)
-    m = matrix.shape[0]
-    others = (matrix.sum(axis=0, keepdims=True) - matrix) / (m - 1)
-    # Spearman is Pearson on ranks; the raters' values are ranks already, the means are not.
-    x = stats.rankdata(matrix, axis=1)
-    y = stats.rankdata(others, axis=1)
-    x = x - x.mean(axis=1, keepdims=True)
-    y = y - y.mean(axis=1, keepdims=True)
-    spread = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+    """Per rater of an ``(m, n)`` rank matrix (or a ``(tasks, m, n)`` stack): Spearman's rho of
+    their ranks against the mean ranks of the other ``m - 1`` raters of the same task; NaN
+    where either side is constant."""
+    stack = np.asarray(ranks, dtype=np.float64)
+    m = stack.shape[-2]
+    others = (stack.sum(axis=-2, keepdims=True) - stack) / (m - 1)
+    # Spearman is Pearson on ranks (ties averaged), taken along the items.
+    x = stats.rankdata(stack, axis=-1)
+    y = stats.rankdata(others, axis=-1)
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    spread = np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (x * y).sum(axis=1) / spread
+        rho = (x * y).sum(axis=-1) / spread
     return np.where(spread > 0, rho, np.nan)
 
 
-def ordinal_alpha(units: Sequence[Sequence[float]]) -> float | None:
-    """Krippendorff's alpha, ordinal level, of units given as the values their coders gave
-    (missing coders left out); None where undefined (no unit with two values, or one value
-    only). Built as a ``(units, values)`` count matrix, so memory grows with the units, not
-    with units x coders."""
-    pairable = [values for values in units if len(values) >= 2]
-    if not pairable:
+def ordinal_alpha(stacks: Sequence[npt.NDArray[np.float64]]) -> float | None:
+    """Krippendorff's alpha, ordinal level, over ``(tasks, m coders, n items)`` stacks of
+    average ranks: every item of every task is a unit, its m values its coders' ranks. None
+    where undefined (no unit, or a single value in all). Passed to the package as a
+    ``(units, values)`` count matrix, so memory grows with the units, not units x coders."""
+    # Imported here: the quality page reads page_context from this module, and krippendorff
+    # loads only where a report is computed (as for the pair figures).
+    import krippendorff
+
+    stacks = [stack for stack in stacks if stack.size]
+    if not stacks:
         return None
-    domain = np.unique(np.concatenate([np.asarray(v, dtype=np.float64) for v in pairable]))
+    domain = np.unique(np.concatenate([stack.ravel() for stack in stacks]))
     if len(domain) < 2:
         return None
-    counts = np.zeros((len(pairable), len(domain)), dtype=np.int64)
-    for row, values in enumerate(pairable):
-        columns = np.searchsorted(domain, np.asarray(values, dtype=np.float64))
-        np.add.at(counts[row], columns, 1)
+    blocks = []
+    for stack in stacks:
+        tasks, _, n = stack.shape
+        counts = np.zeros((tasks * n, len(domain)), dtype=np.int64)
+        units = np.broadcast_to(np.arange(tasks * n).reshape(tasks, 1, n), stack.shape)
+        np.add.at(counts, (units.ravel(), np.searchsorted(domain, stack).ravel()), 1)
+        blocks.append(counts)
     return float(
-        krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement="ordinal")
+        krippendorff.alpha(
+            value_counts=np.concatenate(blocks),
+            value_domain=domain,
+            level_of_measurement="ordinal",
+        )
     )
 
 
@@ -232,13 +259,57 @@ def _by_task(parsed: Sequence[_Parsed]) -> dict[int, list[_Parsed]]:
     return tasks
 
 
-def _task_agreement(task: int, rows: Sequence[_Parsed]) -> TaskAgreement:
-    matrix = np.stack([row.ranks for row in rows])
-    w = kendalls_w(matrix)
-    first = rows[0].record
-    return TaskAgreement(
-        task, first.round, first.size, len(rows), w.w, w.chi_square, w.dof, w.p_value
-    )
+@dataclass(frozen=True)
+class _Stack:
+    """The tasks of one shape, m rankings (m >= 2) of n responses, stacked for numpy."""
+
+    tasks: list[int]
+    rounds: list[int]
+    annotators: npt.NDArray[np.int64]  # (tasks, m)
+    ranks: npt.NDArray[np.float64]  # (tasks, m, n) average ranks
+
+
+def _stacks(parsed: Sequence[_Parsed]) -> list[_Stack]:
+    """The tasks with at least two rankings, grouped by shape: every figure is then computed
+    for all tasks of a shape at once instead of a task at a time."""
+    shapes: dict[tuple[int, int], list[list[_Parsed]]] = defaultdict(list)
+    for rows in _by_task(parsed).values():
+        if len(rows) >= 2:
+            shapes[(len(rows), rows[0].record.size)].append(rows)
+    return [
+        _Stack(
+            tasks=[rows[0].record.task for rows in groups],
+            rounds=[rows[0].record.round for rows in groups],
+            annotators=np.array([[row.record.annotator for row in rows] for rows in groups]),
+            ranks=np.stack([np.stack([row.ranks for row in rows]) for rows in groups]),
+        )
+        for _, groups in sorted(shapes.items())
+    ]
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _task_agreements(stacks: Sequence[_Stack]) -> list[TaskAgreement]:
+    agreements: list[TaskAgreement] = []
+    for stack in stacks:
+        _, m, n = stack.ranks.shape
+        w, chi_square, p_value = (a.tolist() for a in kendalls_w_batch(stack.ranks))
+        agreements.extend(
+            TaskAgreement(
+                task,
+                round_,
+                n,
+                m,
+                _number(w[i]),
+                _number(chi_square[i]),
+                n - 1,
+                _number(p_value[i]),
+            )
+            for i, (task, round_) in enumerate(zip(stack.tasks, stack.rounds, strict=True))
+        )
+    return agreements
 
 
 def _position_bias(parsed: Sequence[_Parsed]) -> list[PositionBiasRow]:
@@ -261,55 +332,47 @@ def _position_bias(parsed: Sequence[_Parsed]) -> list[PositionBiasRow]:
 
 
 def _section(parsed: Sequence[_Parsed]) -> tuple[RankingSection, list[TaskAgreement]]:
-    tasks = _by_task(parsed)
-    agreements = [_task_agreement(t, rows) for t, rows in tasks.items() if len(rows) >= 2]
+    stacks = _stacks(parsed)
+    agreements = _task_agreements(stacks)
     ws = np.array([a.w for a in agreements if a.w is not None], dtype=np.float64)
-    units = [
-        [float(row.ranks[position]) for row in rows]
-        for rows in tasks.values()
-        if len(rows) >= 2
-        for position in range(rows[0].record.size)
-    ]
     section = RankingSection(
         rankings=len(parsed),
-        tasks=len(tasks),
+        tasks=len({p.record.task for p in parsed}),
         agreement_tasks=len(agreements),
         mean_w=float(ws.mean()) if len(ws) else None,
         median_w=float(np.median(ws)) if len(ws) else None,
         significant_tasks=sum(
             1 for a in agreements if a.p_value is not None and a.p_value < SIGNIFICANCE
         ),
-        alpha=ordinal_alpha(units),
-        alpha_units=len(units),
+        alpha=ordinal_alpha([stack.ranks for stack in stacks]),
+        alpha_units=sum(stack.ranks.shape[0] * stack.ranks.shape[2] for stack in stacks),
         position_bias=_position_bias(parsed),
     )
     return section, agreements
 
 
 def _annotators(parsed: Sequence[_Parsed]) -> list[AnnotatorAgreement]:
-    own: dict[int, int] = defaultdict(int)
-    rhos: dict[int, list[float]] = defaultdict(list)
-    shared: dict[int, int] = defaultdict(int)
-    for p in parsed:
-        own[p.record.annotator] += 1
-    for rows in _by_task(parsed).values():
-        if len(rows) < 2:
-            continue
-        rho = leave_one_out_rho(np.stack([row.ranks for row in rows]))
-        for row, value in zip(rows, rho.tolist(), strict=True):
-            shared[row.record.annotator] += 1
-            if not np.isnan(value):
-                rhos[row.record.annotator].append(value)
+    ids, own = np.unique(np.array([p.record.annotator for p in parsed]), return_counts=True)
+    stacks = _stacks(parsed)
+    who = np.concatenate([s.annotators.ravel() for s in stacks] + [np.empty(0, np.int64)])
+    rho = np.concatenate([leave_one_out_rho(s.ranks).ravel() for s in stacks] + [np.empty(0)])
+    index = np.searchsorted(ids, who)
+    scored = ~np.isnan(rho)
+    tasks = np.bincount(index, minlength=len(ids))
+    count = np.bincount(index[scored], minlength=len(ids))
+    total = np.bincount(index[scored], weights=rho[scored], minlength=len(ids))
+    lowest = np.full(len(ids), np.inf)
+    np.minimum.at(lowest, index[scored], rho[scored])
     table = [
         AnnotatorAgreement(
-            annotator=annotator,
-            rankings=count,
-            tasks=shared[annotator],
-            scored=len(rhos[annotator]),
-            mean_rho=float(np.mean(rhos[annotator])) if rhos[annotator] else None,
-            min_rho=float(np.min(rhos[annotator])) if rhos[annotator] else None,
+            annotator=int(ids[i]),
+            rankings=int(own[i]),
+            tasks=int(tasks[i]),
+            scored=int(count[i]),
+            mean_rho=float(total[i] / count[i]) if count[i] else None,
+            min_rho=float(lowest[i]) if count[i] else None,
         )
-        for annotator, count in own.items()
+        for i in range(len(ids))
     ]
     # Outliers first: the lowest agreement with the others; unscored annotators last.
     return sorted(

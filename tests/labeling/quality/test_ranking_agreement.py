@@ -4,6 +4,8 @@ others, position bias; the quality job, its freshness and the quality page's Ran
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import krippendorff
 import numpy as np
@@ -30,6 +32,15 @@ def records(task: int, rankings: list[list], size: int = 4, round_: int = 1, fir
         RankingRecord(task, first + i, round_, size, ranking, list(range(size)))
         for i, ranking in enumerate(rankings)
     ]
+
+
+def test_the_ranking_statistics_import_no_django():
+    code = (
+        "import sys; from labeling.quality.rankings import ranking_agreement, page_context; "
+        "assert 'django' not in sys.modules, 'django imported'; "
+        "assert 'krippendorff' not in sys.modules, 'krippendorff imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ----------------------------------------------------------------------------------------------
