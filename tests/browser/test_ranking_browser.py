@@ -219,3 +219,65 @@ def test_skip_with_a_reason_and_the_phone_layout(live_server, page):
     skip = project.ranking_tasks.get(pk=task).skips.get()
     assert skip.user_id == ranker.pk and skip.reason == "unreadable"
     no_csp_trouble(page, console_errors)
+
+
+def fail_first_submit(page: Any, project_id: int, how: Any) -> None:
+    """Route the submit endpoint: the first request goes to `how`, later ones through."""
+    calls: list[int] = []
+
+    def handle(route: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            how(route)
+        else:
+            route.continue_()
+
+    page.route(f"**/projects/{project_id}/rank/submit/", handle)
+
+
+def test_a_failed_submit_is_shown_in_place_and_the_retry_stores_one_ranking(live_server, page):
+    ranker = make_user("retry_ray")
+    project = ranking_project("Retry ranking", [ranker])
+    make_ranking_tasks(project, 2)
+    console_errors = open_rank_page(page, live_server, project, "retry_ray")
+    fail_first_submit(page, project.id, lambda route: route.fulfill(status=500, body="boom"))
+    task = current_task(page)
+    page.keyboard.press("j")
+    page.keyboard.press("4")  # the first shown response goes last
+    expected = shown_positions(page)
+    page.keyboard.press("Enter")
+    failure = page.locator("[data-testid=request-failure]")
+    failure.wait_for()
+    assert "The server had a problem (HTTP 500)" in failure.inner_text()
+    assert "a ranking is never stored twice" in failure.inner_text()
+    assert current_task(page) == task and shown_positions(page) == expected
+    assert not Ranking.objects.exists()
+    failure.get_by_role("button", name="Retry").click()
+    wait_for_new_task(page, task)
+    assert Ranking.objects.get(annotator=ranker).ranking == expected
+    assert page.locator("[data-testid=notice]").inner_text() == "Ranking saved."
+    no_csp_trouble(page, console_errors)
+
+
+def test_a_ranking_stored_but_whose_answer_was_lost_is_not_stored_twice(live_server, page):
+    ranker = make_user("lost_lou")
+    project = ranking_project("Lost ranking", [ranker])
+    make_ranking_tasks(project, 2)
+    console_errors = open_rank_page(page, live_server, project, "lost_lou")
+
+    def reach_the_server_then_drop_the_answer(route: Any) -> None:
+        route.fetch()  # the real server stores the ranking
+        route.abort("connectionreset")
+
+    fail_first_submit(page, project.id, reach_the_server_then_drop_the_answer)
+    task = current_task(page)
+    page.keyboard.press("Enter")  # the order as shown
+    failure = page.locator("[data-testid=request-failure]")
+    failure.wait_for()
+    assert "may or may not have been saved" in failure.inner_text()
+    assert Ranking.objects.count() == 1
+    page.keyboard.press("Enter")  # focus is on Retry: the same submit, the same key
+    wait_for_new_task(page, task)
+    assert Ranking.objects.count() == 1
+    assert page.locator("[data-testid=notice]").inner_text() == "Your ranking was already saved."
+    no_csp_trouble(page, console_errors)
