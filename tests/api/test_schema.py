@@ -54,6 +54,14 @@ def keep_test_connection() -> Any:
 
 @pytest.fixture
 def real_ids(world: World) -> dict[str, int]:
+    # Ranking tasks with a human, a tied and an imported ranking, so the rankings endpoints
+    # answer rows, not only empty pages.
+    from labeling.models import VoteSource
+    from tests.labeling.quality.ranking_data import add_ranking, make_ranking_tasks
+
+    (task,) = make_ranking_tasks(world.home.project, 1, 3)
+    add_ranking(task, world.owner, [2, [0, 1]])
+    add_ranking(task, None, [0, 1, 2], source=VoteSource.IMPORTED, imported_from="r.jsonl")
     return {
         "project_id": world.home.project.id,
         "snapshot_id": world.home.snapshot.id,
