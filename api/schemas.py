@@ -34,6 +34,9 @@ class SnapshotOut(Schema):
     project_id: int
     status: Literal["queued", "running", "ready", "failed"]
     policy: str
+    pair_conversion: Literal["all", "best_worst", "adjacent"] | None = Field(
+        None, description="ranking_pairs: which pairs each ranking yielded; null otherwise."
+    )
     min_agreement: float
     row_count: int | None
     sha256: str | None = Field(description="SHA-256 of data.jsonl (its ETag); null until ready.")
@@ -76,7 +79,24 @@ class SnapshotFilters(Schema):
 
 
 class SnapshotCreate(Schema):
-    policy: Literal["every_vote", "majority", "reliability_weighted", "raw_votes"] = "majority"
+    policy: Literal[
+        "every_vote",
+        "majority",
+        "reliability_weighted",
+        "raw_votes",
+        "rankings",
+        "ranking_consensus",
+        "ranking_pairs",
+    ] = Field(
+        "majority",
+        description="Vote policies export comparisons; rankings, ranking_consensus and "
+        "ranking_pairs export ranking tasks (docs/rankings.md).",
+    )
+    pair_conversion: Literal["all", "best_worst", "adjacent"] | None = Field(
+        None,
+        description="Required by ranking_pairs, refused by every other policy: every implied "
+        "pair, best versus worst, or adjacent positions.",
+    )
     min_agreement: float = Field(
         0.5, ge=0.0, lt=1.0, description="Majority policy: the winner's share must exceed this."
     )

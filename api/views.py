@@ -44,6 +44,7 @@ def snapshot_out(request: HttpRequest, snapshot: Snapshot) -> dict[str, Any]:
         # The API's word for a published snapshot (docs/api.md); the row says "succeeded".
         "status": "ready" if ready else snapshot.status,
         "policy": snapshot.policy,
+        "pair_conversion": snapshot.pair_conversion or None,
         "min_agreement": snapshot.min_agreement,
         "row_count": snapshot.row_count,
         "sha256": snapshot.sha256 or None,
@@ -148,6 +149,7 @@ def start_snapshot(
             payload.min_agreement,
             created_by=request_token(request).user,
             filters=payload.filters.model_dump() if payload.filters is not None else None,
+            pair_conversion=payload.pair_conversion or "",
         )
     except ValueError as exc:
         raise ApiError(422, "snapshot_refused", str(exc)) from None

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.artifacts import get_store
 from labeling.models import Snapshot
+from labeling.ranking_snapshots import is_listwise
 from labeling.snapshots import snapshot_key
 from training.models import Checkpoint
 from training.params import RUN_PARAMS_BY_NAME
@@ -57,7 +58,9 @@ def measured_lengths(snapshot: Snapshot) -> list[int] | None:
                 if index >= SAMPLE_ROWS:
                     break
                 row = json.loads(line)
-                response = max(_text_bytes(row.get("chosen")), _text_bytes(row.get("rejected")))
+                # a ranking snapshot's row holds K responses; the longest decides, as for a pair
+                answers = row.get("responses") or [row.get("chosen"), row.get("rejected")]
+                response = max(_text_bytes(answer) for answer in answers)
                 lengths.append(_text_bytes(row.get("prompt")) + response)
     except (OSError, ValueError):
         return None
@@ -132,6 +135,8 @@ def suggested_run_values(snapshot: Snapshot, checkpoint: Checkpoint | None) -> d
         "epochs": epochs,
         "warmup_steps": max(1, round(WARMUP_SHARE * total_steps)),
     }
+    if is_listwise(snapshot.policy):
+        values["loss_type"] = "plackett_luce"  # the only loss a listwise snapshot trains with
     config = _model_config(checkpoint)
     width = _positive_int(config, "hidden_size")
     if width is not None and width < REFERENCE_WIDTH:
@@ -202,10 +207,11 @@ def suggested_label_smoothing(snapshot: Snapshot) -> tuple[float, str] | None:
     (or the project). majority and reliability_weighted: the chance that the majority of the
     typical number of votes per comparison is wrong, under the same e. Percent agreement
     counts ties and both-bad as choices, so e errs on the high (conservative) side."""
-    from labeling.models import SnapshotPolicy
+    from labeling.models import RANKING_POLICIES, SnapshotPolicy
     from labeling.quality.jobs import latest_report
 
-    if snapshot.policy == SnapshotPolicy.RAW_VOTES:
+    # Rankings: the report's agreement is of pair votes, and plackett_luce takes no smoothing.
+    if snapshot.policy == SnapshotPolicy.RAW_VOTES or snapshot.policy in RANKING_POLICIES:
         return None
     report = latest_report(snapshot.project)
     if report is None or not report.data.get("votes"):

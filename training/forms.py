@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxValueValidator
 
-from labeling.models import JobStatus, Judge, Project, Snapshot, SnapshotPolicy
+from labeling.models import JobStatus, Judge, PairConversion, Project, Snapshot, SnapshotPolicy
 from training.models import Checkpoint, PairingMode, PromptSelection
 from training.pairing import (
     BEST_WORST_DEFAULT_K,
@@ -20,6 +20,7 @@ from training.params import (
     ParamError,
     check_run_params,
 )
+from training.services import check_loss_for_snapshot
 
 
 def reference_for(start: Checkpoint, choice: str | None) -> Checkpoint | None:
@@ -81,6 +82,25 @@ class SnapshotForm(forms.Form):
         label="Leave out judges",
         help_text="Judge names, comma-separated (the project's Judges page lists them).",
     )
+    # Ranking tasks (docs/rankings.md): which pairs each ranking yields under ranking_pairs.
+    pair_conversion = forms.ChoiceField(
+        choices=[("", "None (not ranking_pairs)"), *PairConversion.choices],
+        required=False,
+        label="Pair conversion",
+        help_text="Rankings converted to pairs: every implied pair, best versus worst, or "
+        "adjacent positions.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        policy, conversion = cleaned.get("policy"), cleaned.get("pair_conversion")
+        if policy == SnapshotPolicy.RANKING_PAIRS and not conversion:
+            self.add_error("pair_conversion", "Choose how the rankings become pairs.")
+        elif policy and policy != SnapshotPolicy.RANKING_PAIRS and conversion:
+            self.add_error(
+                "pair_conversion", "Only the ranking_pairs policy converts rankings to pairs."
+            )
+        return cleaned
 
     def clean_exclude_judges(self) -> list[str]:
         text = self.cleaned_data.get("exclude_judges", "") or ""
@@ -176,6 +196,13 @@ class RunForm(forms.Form):
             except ParamError as exc:
                 field = exc.key if exc.key in self.fields else None
                 self.add_error(field, str(exc))
+        snapshot = cleaned.get("snapshot")
+        if not self.errors and snapshot is not None:
+            # A ranking snapshot trains with plackett_luce, a pair snapshot with pair losses.
+            try:
+                check_loss_for_snapshot(snapshot, self.checked_hyperparameters["loss_type"])
+            except ParamError as exc:
+                self.add_error("loss_type", str(exc))
         return cleaned
 
     def _chosen(self, cleaned: dict[str, Any]) -> dict[str, Any]:

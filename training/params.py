@@ -20,7 +20,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from training.engine.config import LOSS_TYPES, TRACKERS
+from training.engine.config import LISTWISE_LOSS_TYPES, LOSS_TYPES, TRACKERS
 
 SEED_MAX = 2**32 - 1
 # A run may write at most this many step checkpoints (save_every against the step count).
@@ -144,9 +144,13 @@ def _below(name: str, maximum: float) -> Any:
 RUN_PARAMS: tuple[Param, ...] = (
     Param(
         "loss_type", str, "sigmoid",
-        "The preference loss; sigmoid is DPO. The API also takes a list of losses, summed with "
-        "loss_weights (e.g. sigmoid and sft: RPO).",
-        label="Loss", choices=tuple((name, f"{name}: {text}") for name, text in LOSS_TYPES.items()),
+        "The preference loss; sigmoid is DPO; plackett_luce for ranking snapshots. The API also "
+        "takes a list of losses, summed with loss_weights (e.g. sigmoid and sft: RPO).",
+        label="Loss",
+        choices=tuple(
+            (name, f"{name}: {text}")
+            for name, text in {**LOSS_TYPES, **LISTWISE_LOSS_TYPES}.items()
+        ),
         many=True, single=True,
     ),
     Param(
@@ -366,6 +370,25 @@ def check_run_params(values: Mapping[str, Any]) -> dict[str, Any]:
             f"at most {MAX_SAVED_CHECKPOINTS} are allowed",
         )
     return checked
+
+
+def check_loss_for_data(loss_type: str | list[str], listwise: bool, data: str) -> None:
+    """A listwise snapshot (rankings, ranking_consensus) trains with plackett_luce alone, a pair
+    snapshot with pair losses only; ``data`` names the snapshot in the message."""
+    losses = loss_type if isinstance(loss_type, list) else [loss_type]
+    ranked = [name for name in losses if name in LISTWISE_LOSS_TYPES]
+    if listwise and not ranked:
+        raise ParamError(
+            "loss_type",
+            f"{data} holds rankings (listwise rows), which train with plackett_luce only; "
+            f"got {', '.join(losses)}",
+        )
+    if not listwise and ranked:
+        raise ParamError(
+            "loss_type",
+            f"{ranked[0]} trains on rankings, but {data} holds pairs: choose a pair loss, or "
+            "export a rankings or ranking_consensus snapshot",
+        )
 
 
 def check_saves_for_steps(values: Mapping[str, Any], total_steps: int) -> None:

@@ -41,6 +41,7 @@ from labeling.models import (
     Snapshot,
     SnapshotPolicy,
 )
+from labeling.ranking_snapshots import is_listwise
 from labeling.rankings import TaskSpec, create_ranking_tasks
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
@@ -68,6 +69,7 @@ from training.pairing import (
 from training.params import (
     RUN_PARAMS_BY_NAME,
     ParamError,
+    check_loss_for_data,
     check_prompt_limit,
     check_run_params,
     check_sampling_params,
@@ -154,6 +156,15 @@ def validate_run_config(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     return checked
 
 
+def check_loss_for_snapshot(snapshot: Snapshot, loss_type: str | list[str]) -> None:
+    """plackett_luce on a listwise snapshot (rankings, ranking_consensus), pair losses on any
+    other; ParamError names loss_type. The engine reads a listwise snapshot's data.jsonl as it
+    is (training.engine.listwise: prompt, responses, ranking)."""
+    listwise = is_listwise(snapshot.policy)
+    kind = f"snapshot {snapshot.pk} ({snapshot.policy})"
+    check_loss_for_data(loss_type, listwise, kind[0].upper() + kind[1:])
+
+
 def estimated_total_steps(config: dict[str, Any], pairs: int) -> int:
     """Optimizer steps a run of this config takes on a snapshot of this many pairs."""
     if config.get("max_steps"):
@@ -184,6 +195,7 @@ def start_run(
             raise RunRefused("Checkpoints must belong to the snapshot's project.")
     config = validate_run_config(hyperparameters)
     try:
+        check_loss_for_snapshot(snapshot, config["loss_type"])
         check_saves_for_steps(config, estimated_total_steps(config, snapshot.row_count))
     except ParamError as exc:
         raise RunRefused(str(exc), key=exc.key) from None

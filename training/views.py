@@ -102,6 +102,7 @@ def snapshot_create(request: HttpRequest, project_id: int) -> HttpResponse:
             form.cleaned_data["min_agreement"],
             created_by=current_user(request),
             filters=form.filters(),
+            pair_conversion=form.cleaned_data["pair_conversion"],
         )
     except ValueError as exc:  # a filter the project cannot satisfy (no such round, ...)
         messages.error(request, f"Snapshot not started: {exc}")

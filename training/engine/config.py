@@ -40,8 +40,8 @@ LOSS_TYPES: Mapping[str, str] = {
     "sft": "NLL of the chosen replies; added to another loss this is RPO (Pang et al. 2024)",
 }
 
-# listwise losses: engine-only (the run form and the API train on pair snapshots, so they do not
-# offer these); a listwise loss trains on ranking rows (training.engine.listwise) and stands alone
+# listwise losses: they train on ranking rows (training.engine.listwise) and stand alone; the
+# run form and the API offer them for listwise (ranking) snapshots only (training.params)
 LISTWISE_LOSS_TYPES: Mapping[str, str] = {
     "plackett_luce": "Plackett-Luce DPO over K ranked responses (DPO paper, appendix A.3)",
 }
