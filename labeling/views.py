@@ -72,7 +72,11 @@ def _project_page_context(request: HttpRequest, membership: Membership) -> dict[
     context["ranking"] = ranking if ranking.tasks else None
     if membership.can_review:
         context["stats"] = services.get_project_stats(project)
-        context["rounds"] = project.rounds.annotate(n=Count("comparisons"))
+        # Counted apart: one Count per relation joined twice would multiply the two.
+        context["rounds"] = project.rounds.annotate(
+            n=Count("comparisons", distinct=True),
+            ranking_tasks_count=Count("ranking_tasks", distinct=True),
+        )
         context["remote_code_checkpoints"] = project.checkpoints.filter(trust_remote_code=True)
     if membership.can_manage:
         context["import_form"] = ImportForm()

@@ -179,3 +179,12 @@ def test_the_admin_shows_ranking_tasks_with_their_items_rankings_and_skips(
     ranking = Ranking.objects.get()
     page = admin_client.get(reverse("admin:labeling_ranking_change", args=[ranking.pk]))
     assert page.status_code == 200 and b"[0, [1, 2], 3]" in page.content
+
+
+def test_the_rounds_table_counts_ranking_tasks_and_comparisons(client, make_project):
+    reviewer = make_user("rounds_reviewer")
+    project = make_project("Rounds table", pairs=3, members={reviewer: Role.REVIEWER})
+    make_ranking_tasks(project, 2)
+    client.force_login(reviewer)
+    body = client.get(reverse("labeling:project_detail", args=[project.id])).content.decode()
+    assert "3 comparisons" in body and "2 ranking tasks" in body
