@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import OuterRef
 from django.utils import timezone
 
 from core.artifacts import get_store, is_key, stage
@@ -37,12 +37,15 @@ from labeling.models import (
     Project,
     Prompt,
     PromptSplit,
+    Ranking,
     Round,
     Snapshot,
     SnapshotPolicy,
+    Vote,
 )
 from labeling.ranking_snapshots import is_listwise
 from labeling.rankings import TaskSpec, create_ranking_tasks
+from labeling.services import count_of
 from labeling.snapshots import snapshot_file
 from training.engine import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_DIVERGED
 from training.engine.config import (
@@ -659,7 +662,11 @@ def check_best_worst(project: Project, samples: int | None, judge: Judge | None)
 def select_prompts(job: SamplingJob) -> list[Prompt]:
     prompts = Prompt.objects.filter(project=job.project, split=PromptSplit.TRAIN).order_by("id")
     if job.selection == PromptSelection.FEWEST_VOTES:
-        prompts = prompts.annotate(votes=Count("comparisons__votes")).order_by("votes", "id")
+        # A ranking is one judgment of its prompt, as a vote is; counted in separate subqueries
+        # because one COUNT over both joins would multiply them.
+        votes = count_of(Vote.objects.filter(comparison__prompt=OuterRef("pk")))
+        rankings = count_of(Ranking.objects.filter(task__prompt=OuterRef("pk")))
+        prompts = prompts.annotate(votes=votes + rankings).order_by("votes", "id")
         return list(prompts[: job.prompt_limit])
     if job.selection == PromptSelection.RANDOM:
         ids = list(prompts.values_list("id", flat=True))

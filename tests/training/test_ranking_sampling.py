@@ -11,7 +11,16 @@ from django.urls import reverse
 
 from core.jobs import run_job
 from labeling.importers import ImportKind, import_file
-from labeling.models import Completion, Project, Prompt, PromptSplit, RankingTask, Role
+from labeling.models import (
+    Completion,
+    Project,
+    Prompt,
+    PromptSplit,
+    Ranking,
+    RankingTask,
+    Role,
+)
+from labeling.rankings import TaskSpec, create_ranking_tasks
 from labeling.services import add_member
 from tests.conftest import make_user
 from training.forms import SamplingForm
@@ -20,6 +29,7 @@ from training.services import (
     RunRefused,
     _open_ranking_round,
     register_base_model,
+    select_prompts,
     start_sampling,
 )
 
@@ -241,3 +251,19 @@ def test_the_pipeline_and_job_page_count_ranking_tasks(admin_client, project):
     text = page.content.decode()
     assert '<dd data-testid="ranking-tasks">3</dd>' in text
     assert "Prompts dropped: fewer than 3 distinct samples</dt><dd>1</dd>" in text
+
+
+def test_fewest_votes_selection_counts_rankings_as_judgments(project):
+    """A prompt whose ranking task was ranked has been judged: fewest_votes picks the prompts
+    nobody judged first, a vote and a ranking counting one each."""
+    prompts = list(Prompt.objects.filter(project=project).order_by("id"))
+    ranked = prompts[0]
+    round_ = project.rounds.create(number=2, source="test")
+    completions = [Completion.objects.create(prompt=ranked, text=f"r{i}") for i in range(3)]
+    (task,) = create_ranking_tasks(round_, [TaskSpec(ranked, completions, votes_target=2)])
+    for name in ("sel_a", "sel_b"):
+        Ranking.objects.create(task=task, annotator=make_user(name), ranking=[0, 1, 2])
+    base = register_base_model(project, "/models/base")
+    job = start_sampling(project, base, selection="fewest_votes", prompt_limit=4)
+    picked = select_prompts(SamplingJob.objects.get(pk=job.pk))
+    assert ranked not in picked and len(picked) == 4
