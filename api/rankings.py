@@ -30,7 +30,7 @@ from api.models import Scope
 from api.pagination import decode_cursor, encode_cursor, keyset_page
 from labeling.models import Project, Ranking, RankingItem, RankingTask
 from labeling.snapshots import pseudonym
-from training.engine.rankings import RankingError, format_ranking, parse_ranking
+from training.engine.rankings import RankingError, canonical_ranking
 
 router = Router(auth=api_auth, tags=["rankings"])
 
@@ -118,12 +118,11 @@ def _layout(
 
 def _canonical(ranking: Any, size: int, ranking_id: int) -> list[int | list[int]]:
     try:
-        groups = parse_ranking(ranking, size)
+        return canonical_ranking(ranking, size)
     except RankingError as exc:
         # Stored rankings are validated on the way in: one that is not is a defect to log
         # (the API answers 500 internal_error), not a row to pass on.
         raise ValueError(f"Ranking {ranking_id} is malformed: {exc}") from None
-    return format_ranking(tuple(tuple(sorted(group)) for group in groups))
 
 
 @router.get(

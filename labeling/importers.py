@@ -59,7 +59,7 @@ from labeling.models import (
     VoteSource,
 )
 from labeling.rankings import TaskSpec, create_ranking_tasks
-from training.engine.rankings import RankingError, format_ranking, parse_ranking
+from training.engine.rankings import RankingError, canonical_ranking
 
 
 class ImportKind:
@@ -479,11 +479,9 @@ def _parse_ranking_fields(
     if value is None:
         raise RowError("missing field 'ranking'")
     try:
-        groups = parse_ranking(value, len(row.responses))
+        row.ranking = canonical_ranking(value, len(row.responses))
     except RankingError as exc:
         raise RowError(str(exc)) from None
-    # Canonical: ties listed in index order, so equal rankings are stored alike.
-    row.ranking = format_ranking(tuple(tuple(sorted(group)) for group in groups))
 
 
 def _parse_row(kind: str, record: Any, line: int, file_format: str = "jsonl") -> ParsedRow:

@@ -38,7 +38,7 @@ from labeling.services import (
     time_taken_ms,
     undo_cutoff,
 )
-from training.engine.rankings import RankingError, format_ranking, parse_ranking
+from training.engine.rankings import RankingError, canonical_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,6 @@ def list_items_in_display_order(user: User, task: RankingTask) -> list[RankingIt
             f"Ranking task {task.pk} has {len(items)} responses but should have {task.size}."
         )
     return [items[p] for p in display_order_for(user.pk, task.pk, task.size)]
-
-
-def canonical_ranking(value: Any, size: int) -> list[int | list[int]]:
-    """A submitted ranking validated against K = `size`, in the stored form: best first over
-    canonical positions, tie groups as lists with their members in ascending order (so two
-    annotators' equal rankings are stored equal)."""
-    groups = parse_ranking(value, size)
-    return format_ranking(tuple(tuple(sorted(group)) for group in groups))
 
 
 @dataclass(frozen=True)

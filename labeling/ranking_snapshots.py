@@ -48,9 +48,9 @@ from training.engine.rankings import (
     PairPolicy,
     RankingError,
     borda_consensus,
+    canonical_groups,
     format_ranking,
     implied_pairs,
-    parse_ranking,
 )
 
 if TYPE_CHECKING:
@@ -227,10 +227,9 @@ def _groups_of(ranking: dict[str, Any], items: list[dict[str, Any]]) -> Groups:
             f"Ranking task {ranking['task_id']}: its items are not positions 0..{size - 1}"
         )
     try:
-        groups = parse_ranking(ranking["ranking"], size)
+        return canonical_groups(ranking["ranking"], size)
     except RankingError as exc:
         raise ValueError(f"Ranking {ranking['id']} of task {ranking['task_id']}: {exc}") from None
-    return tuple(tuple(sorted(group)) for group in groups)
 
 
 def _layout(

@@ -13,6 +13,7 @@ from training.engine.rankings import (
     RankingError,
     average_ranks,
     borda_consensus,
+    canonical_ranking,
     format_ranking,
     implied_pairs,
     pair_rows,
@@ -151,3 +152,10 @@ def test_rankings_module_is_pure_python_and_listwise_imports_no_django():
         [sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_canonical_ranking_orders_tie_members_so_equal_rankings_are_equal():
+    assert canonical_ranking([[3, 0], 1, 2], 4) == canonical_ranking([[0, 3], 1, 2], 4)
+    assert canonical_ranking([2, [3, 0], 1], 4) == [2, [0, 3], 1]
+    with pytest.raises(RankingError, match="appears twice"):
+        canonical_ranking([0, 0, 1], 3)

@@ -84,6 +84,17 @@ def format_ranking(groups: Groups) -> list[int | list[int]]:
     return [g[0] if len(g) == 1 else list(g) for g in groups]
 
 
+def canonical_groups(value: Any, k: int) -> Groups:
+    """:func:`parse_ranking` with each tie group's members in ascending order, so that equal
+    rankings compare, and are stored, equal (``[[3, 0], 1, 2]`` and ``[[0, 3], 1, 2]``)."""
+    return tuple(tuple(sorted(group)) for group in parse_ranking(value, k))
+
+
+def canonical_ranking(value: Any, k: int) -> list[int | list[int]]:
+    """The stored JSON form of a ranking: validated, tie members ascending."""
+    return format_ranking(canonical_groups(value, k))
+
+
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
