@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
+from django.http import HttpRequest, StreamingHttpResponse
 
 from api.errors import ApiError
 
@@ -50,3 +52,42 @@ def keyset_page(
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1].pk)
     return rows, None
+
+
+# JSON-lines endpoints page with a cursor too; it travels in headers, since the body is rows.
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+
+
+def json_lines_openapi(row_model: Any) -> dict[str, Any]:
+    """The OpenAPI answer of a JSON-lines endpoint whose lines are `row_model` objects."""
+    return {
+        "responses": {
+            "200": {
+                "description": (
+                    f"One JSON object per line (see {row_model.__name__}). When more rows "
+                    f"follow, the {NEXT_CURSOR_HEADER} header holds the cursor of the next page "
+                    'and Link has its URL (rel="next"); on the last page both are absent.'
+                ),
+                "headers": {
+                    NEXT_CURSOR_HEADER: {"schema": {"type": "string"}, "required": False},
+                    "Link": {"schema": {"type": "string"}, "required": False},
+                },
+                "content": {"application/x-ndjson": {"schema": row_model.model_json_schema()}},
+            }
+        }
+    }
+
+
+def json_lines_response(
+    request: HttpRequest, lines: Iterator[bytes], next_cursor: str | None
+) -> StreamingHttpResponse:
+    """Stream the lines; when a next page exists, name its cursor and URL in the headers."""
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+    if next_cursor:
+        query = request.GET.copy()
+        query["cursor"] = next_cursor
+        response[NEXT_CURSOR_HEADER] = next_cursor
+        response["Link"] = (
+            f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+        )
+    return response

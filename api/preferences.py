@@ -32,13 +32,12 @@ from api.auth import api_auth, project_membership, require_scope
 from api.common import REVIEWER
 from api.errors import error_responses
 from api.models import Scope
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import decode_cursor, encode_cursor, json_lines_openapi, json_lines_response
 from api.schemas import PreferenceRow
 from labeling.models import DECISIVE_CHOICES, Project, Vote
 
 router = Router(auth=api_auth, tags=["preferences"])
 
-NEXT_CURSOR_HEADER = "X-Next-Cursor"
 _ROW_FIELDS = (
     "id",
     "created_at",
@@ -153,22 +152,7 @@ def _lines(votes: QuerySet[Vote], chat: bool) -> Iterator[bytes]:
         yield (json.dumps(_row(vote, chat), ensure_ascii=False) + "\n").encode()
 
 
-_STREAM_RESPONSES: dict[str, Any] = {
-    "responses": {
-        "200": {
-            "description": (
-                "One JSON object per line (see PreferenceRow). When more rows follow, the "
-                f"{NEXT_CURSOR_HEADER} header holds the cursor of the next page and Link has "
-                'its URL (rel="next"); on the last page both are absent.'
-            ),
-            "headers": {
-                NEXT_CURSOR_HEADER: {"schema": {"type": "string"}, "required": False},
-                "Link": {"schema": {"type": "string"}, "required": False},
-            },
-            "content": {"application/x-ndjson": {"schema": PreferenceRow.model_json_schema()}},
-        }
-    }
-}
+_STREAM_RESPONSES = json_lines_openapi(PreferenceRow)
 
 
 @router.get(
@@ -210,14 +194,4 @@ def list_preferences(
         ids = ids[:limit]
         next_cursor = encode_cursor(ids[-1])
     rows = page.filter(id__lte=ids[-1]) if ids else page.none()
-    response = StreamingHttpResponse(
-        _lines(rows, _project_is_chat(project)), content_type="application/x-ndjson"
-    )
-    if next_cursor:
-        query = request.GET.copy()
-        query["cursor"] = next_cursor
-        response[NEXT_CURSOR_HEADER] = next_cursor
-        response["Link"] = (
-            f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
-        )
-    return response
+    return json_lines_response(request, _lines(rows, _project_is_chat(project)), next_cursor)

@@ -27,14 +27,13 @@ from api.auth import api_auth, project_membership, require_scope
 from api.common import REVIEWER
 from api.errors import error_responses
 from api.models import Scope
-from api.pagination import decode_cursor, encode_cursor, keyset_page
+from api.pagination import json_lines_openapi, json_lines_response, keyset_page
 from labeling.models import Project, Ranking, RankingItem, RankingTask
 from labeling.snapshots import pseudonym
 from training.engine.rankings import RankingError, canonical_ranking
 
 router = Router(auth=api_auth, tags=["rankings"])
 
-NEXT_CURSOR_HEADER = "X-Next-Cursor"
 Text = str | list[dict[str, str]]
 
 
@@ -302,33 +301,11 @@ def _keyset_ids(
     rankings: QuerySet[Ranking], cursor: str | None, limit: int
 ) -> tuple[list[int], str | None]:
     """The ids of one page (keyset by id) and the next page's cursor, or None at the end."""
-    after = decode_cursor(cursor)
-    page = rankings.order_by("id")
-    if after is not None:
-        page = page.filter(id__gt=after)
-    ids = list(page.values_list("id", flat=True)[: limit + 1])
-    if len(ids) > limit:
-        ids = ids[:limit]
-        return ids, encode_cursor(ids[-1])
-    return ids, None
+    page, next_cursor = keyset_page(rankings.only("id"), cursor, limit, descending=False)
+    return [ranking.pk for ranking in page], next_cursor
 
 
-_STREAM_RESPONSES: dict[str, Any] = {
-    "responses": {
-        "200": {
-            "description": (
-                "One JSON object per line (see RankingOut). When more rows follow, the "
-                f"{NEXT_CURSOR_HEADER} header holds the cursor of the next page and Link has "
-                'its URL (rel="next"); on the last page both are absent.'
-            ),
-            "headers": {
-                NEXT_CURSOR_HEADER: {"schema": {"type": "string"}, "required": False},
-                "Link": {"schema": {"type": "string"}, "required": False},
-            },
-            "content": {"application/x-ndjson": {"schema": RankingOut.model_json_schema()}},
-        }
-    }
-}
+_STREAM_RESPONSES = json_lines_openapi(RankingOut)
 
 
 def _lines(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
@@ -367,15 +344,5 @@ def stream_rankings(
     ids, next_cursor = _keyset_ids(rankings, cursor, limit)
     # The page is bounded by its first and last id, not by an IN list of up to 10,000 ids.
     page = rankings.filter(id__gte=ids[0], id__lte=ids[-1]) if ids else rankings.none()
-    response = StreamingHttpResponse(
-        _lines(_ranking_rows(project, page, _is_chat(project))),
-        content_type="application/x-ndjson",
-    )
-    if next_cursor:
-        query = request.GET.copy()
-        query["cursor"] = next_cursor
-        response[NEXT_CURSOR_HEADER] = next_cursor
-        response["Link"] = (
-            f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
-        )
-    return response
+    rows = _ranking_rows(project, page, _is_chat(project))
+    return json_lines_response(request, _lines(rows), next_cursor)
