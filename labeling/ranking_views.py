@@ -7,6 +7,7 @@ URL, and without htmx every POST answers with a redirect to the page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -87,6 +88,34 @@ def rank(request: HttpRequest, project_id: int) -> HttpResponse:
     return render_page(request, TEMPLATE, _bench_context(request, membership, task))
 
 
+def _answer(
+    request: HttpRequest,
+    membership: Membership,
+    action: Callable[[], str],
+    *,
+    releases_lease: bool = False,
+) -> HttpResponse:
+    """Run one ranking action (it returns the notice to show, or raises RankingRejected) and
+    answer with the next task as an htmx fragment, or a redirect to the page without htmx.
+
+    releases_lease: a successful action released the annotator's lease, so there is no held
+    task to look for; a refused one leaves it held, and the same task comes back."""
+    project = membership.project
+    user = current_user(request)
+    notice = error = ""
+    status = 200
+    try:
+        notice = action()
+    except ranking_services.RankingRejected as exc:
+        error, status = str(exc), 409
+    if not request.htmx:  # type: ignore[attr-defined]
+        return _back_to_page(request, project, notice or error)
+    may_hold = bool(error) or not releases_lease
+    task = ranking_services.lease_next_ranking_task(user, project, may_hold=may_hold)
+    context = _bench_context(request, membership, task, notice=notice, error=error)
+    return render_page(request, TEMPLATE, context, status=status)
+
+
 @login_required
 @require_POST
 def submit(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -99,22 +128,14 @@ def submit(request: HttpRequest, project_id: int) -> HttpResponse:
         context = _bench_context(request, membership, task, form=form)
         return render_page(request, TEMPLATE, context, status=400)
     data = form.cleaned_data
-    notice = error = ""
-    status = 200
-    try:
+
+    def store() -> str:
         result = ranking_services.submit_ranking(
             user, project, data["task"], data["ranking"], data["client_key"]
         )
-        notice = "Your ranking was already saved." if result.repeated else "Ranking saved."
-    except ranking_services.RankingRejected as exc:
-        error, status = str(exc), 409
-    if not request.htmx:  # type: ignore[attr-defined]
-        return _back_to_page(request, project, notice or error)
-    # A saved ranking released the annotator's lease: there is no held one to look for. A
-    # refused one (say, malformed) leaves it held, so the same task comes back.
-    task = ranking_services.lease_next_ranking_task(user, project, may_hold=bool(error))
-    context = _bench_context(request, membership, task, notice=notice, error=error)
-    return render_page(request, TEMPLATE, context, status=status)
+        return "Your ranking was already saved." if result.repeated else "Ranking saved."
+
+    return _answer(request, membership, store, releases_lease=True)
 
 
 @login_required
@@ -130,20 +151,14 @@ def skip(request: HttpRequest, project_id: int) -> HttpResponse:
         context = _bench_context(request, membership, task, skip_form=form)
         return render_page(request, TEMPLATE, context, status=400)
     data = form.cleaned_data
-    notice = error = ""
-    status = 200
-    try:
+
+    def set_aside() -> str:
         ranking_services.skip_ranking_task(
             user, project, data["task"], data["reason"], data["note"]
         )
-        notice = "Skipped; you will not see it again."
-    except ranking_services.RankingRejected as exc:
-        error, status = str(exc), 409
-    if not request.htmx:  # type: ignore[attr-defined]
-        return _back_to_page(request, project, notice or error)
-    task = ranking_services.lease_next_ranking_task(user, project)
-    context = _bench_context(request, membership, task, notice=notice, error=error)
-    return render_page(request, TEMPLATE, context, status=status)
+        return "Skipped; you will not see it again."
+
+    return _answer(request, membership, set_aside)
 
 
 @login_required
@@ -151,17 +166,9 @@ def skip(request: HttpRequest, project_id: int) -> HttpResponse:
 def undo(request: HttpRequest, project_id: int) -> HttpResponse:
     """Delete the annotator's last ranking (inside the undo window) and show its task again."""
     membership = membership_or_404(request, project_id)
-    project = membership.project
-    user = current_user(request)
-    notice = error = ""
-    status = 200
-    try:
-        ranking_services.undo_last_ranking(user, project)
-        notice = "Ranking undone."
-    except ranking_services.RankingRejected as exc:
-        error, status = str(exc), 409
-    if not request.htmx:  # type: ignore[attr-defined]
-        return _back_to_page(request, project, notice or error)
-    task = ranking_services.lease_next_ranking_task(user, project)
-    context = _bench_context(request, membership, task, notice=notice, error=error)
-    return render_page(request, TEMPLATE, context, status=status)
+
+    def take_back() -> str:
+        ranking_services.undo_last_ranking(current_user(request), membership.project)
+        return "Ranking undone."
+
+    return _answer(request, membership, take_back)
